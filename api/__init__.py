@@ -1,0 +1,1 @@
+"""HTTP layer: routing, authentication, request parsing and error mapping. Thin by design."""

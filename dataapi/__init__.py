@@ -1,0 +1,1 @@
+"""Data API: shared domain code (settings, store, identity, tokens, query parameters, artifacts)."""

@@ -1,0 +1,89 @@
+"""One typed settings object, read from environment variables prefixed with ``DATAAPI_``.
+
+Every timeout and limit is a setting so that tests (and operators) can shrink or grow it. The defaults run
+the embedded stack with no configuration at all: everything lives under ``./var``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATAAPI_", extra="ignore")
+
+    # Where the embedded stack keeps its state (SQLite file, DuckDB data, artifacts, generated keys).
+    var_dir: Path = Path("var")
+    database_url: str = ""  # empty: sqlite file var_dir/dataapi.db
+    data_dir: Path | None = None  # empty: var_dir/data; one folder per company
+    artifact_dir: Path | None = None  # empty: var_dir/artifacts
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    task_queue_queries: str = "dataapi-queries"
+    task_queue_jobs: str = "dataapi-jobs"
+    task_queue_callbacks: str = "dataapi-callbacks"
+
+    # HTTP
+    api_host: str = "127.0.0.1"
+    api_port: int = 3100
+    public_base_url: str = ""  # used only for printed examples; empty: http://localhost:<api_port>
+    max_body_bytes: int = 1_048_576  # JSON bodies; larger ones get 413
+    trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For (behind a proxy)
+
+    # Tokens. The keyset is JSON {"signing_kid": str, "keys": {kid: {"private": PEM|None, "public": PEM}}}.
+    # Empty: generated once into var_dir/jwt-keys.json (mode 0600).
+    jwt_keyset: str = ""
+    jwt_issuer: str = "dataapi"
+    jwt_audience: str = "dataapi"
+    jwt_leeway_seconds: int = Field(default=5, ge=0, le=30)
+    access_token_ttl_seconds: int = 600
+    refresh_token_ttl_seconds: int = 604_800
+    # Keyed hash of API key secrets. Empty: generated once into var_dir/secret-key (mode 0600).
+    secret_key: str = ""
+
+    # Failed logins: at most this many per window, per client address and per API key id.
+    auth_max_failures: int = 10
+    auth_failure_window_seconds: int = 60
+
+    # Queries
+    sync_timeout_seconds: float = 60.0
+    default_max_rows: int = 10_000
+    max_rows_cap: int = 100_000
+    query_memory_limit: str = "1GB"
+    query_threads: int = 2
+    query_workers: int = 8  # concurrent queries per worker process
+
+    log_level: str = "INFO"
+
+    @field_validator("var_dir", "data_dir", "artifact_dir", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        return v.resolve() if v is not None else None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'dataapi.db'}"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir or self.var_dir / "data"
+
+    @property
+    def resolved_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.var_dir / "artifacts"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_base_url or f"http://localhost:{self.api_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,119 @@
+"""Shared fixtures: real SQLite and PostgreSQL stores, the ASGI app over httpx, identities to log in with."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import Engine
+
+from api.app import create_app
+from dataapi import identity
+from dataapi.db import make_engine, session_scope, upgrade
+from dataapi.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("DATAAPI_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
+
+
+def _pg_database() -> str:
+    """A fresh PostgreSQL database for this test session (dropped at exit)."""
+    name = f"dataapi_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    try:
+        name = _pg_database()
+    except psycopg.OperationalError as e:
+        pytest.fail(f"PostgreSQL is required for the store tests ({PG_ADMIN_URL}): {e}")
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    upgrade(url)
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'dataapi.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request) -> str:
+    """Runs a test once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def settings(tmp_path, sqlite_url) -> Settings:
+    return Settings(var_dir=tmp_path / "var", database_url=sqlite_url)
+
+
+@pytest.fixture
+def engine(settings) -> Engine:
+    engine = make_engine(settings.resolved_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def app(settings, engine):
+    return create_app(settings, engine)
+
+
+@pytest.fixture
+async def client(app):
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("203.0.113.7", 4242))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@dataclass
+class Credentials:
+    company_slug: str
+    api_key: str
+    api_secret: str
+    user_name: str
+
+    def login_body(self) -> dict:
+        return {"company_slug": self.company_slug, "api_key": self.api_key, "api_secret": self.api_secret}
+
+
+def unique_slug(prefix: str = "co") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_identity(app):
+    """Creates a company (or reuses one), an integration user with the given policies and an API key."""
+    ctx = app.state.ctx
+
+    def make(policies=("DataAPIConsumer",), company_slug: str | None = None) -> Credentials:
+        slug = company_slug or unique_slug()
+        with session_scope(ctx.engine) as s:
+            company = identity.get_company(s, slug) or identity.create_company(s, slug)
+            user = identity.create_user(s, company, f"integration-{uuid.uuid4().hex[:6]}", list(policies))
+            key, secret = identity.create_api_key(s, ctx.hasher, company, user)
+            return Credentials(slug, key.key_id, secret, user.name)
+
+    return make
+
+
+@pytest.fixture
+def login(client):
+    async def do(creds: Credentials) -> dict:
+        r = await client.post("/api/v1/auth/api-key", json=creds.login_body())
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    return do
