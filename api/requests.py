@@ -71,6 +71,6 @@ def string_field(data: dict, name: str, max_len: int = 1024) -> str:
 def client_address(request: Request) -> str:
     if request.app.state.ctx.settings.trust_forwarded_for:
         forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
+        if forwarded:  # the proxy appends the address it saw; entries before it are the client's to invent
+            return forwarded.split(",")[-1].strip()
     return request.client.host if request.client else "unknown"

@@ -17,9 +17,10 @@ from dataapi.models import ApiKey, Company, RefreshToken, User, UserPolicy, utcn
 from dataapi.policies import actions_for, check_policies
 from dataapi.tokens import Claims, TokenService
 
-SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "acme\n" through
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 KEY_PREFIX = "s42_"
-KEY_ID_RE = re.compile(r"^s42_[A-Za-z0-9]{20}$")
+KEY_ID_RE = re.compile(r"^s42_[A-Za-z0-9]{20}\Z")
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -72,6 +73,8 @@ class Principal:
 def create_company(session: Session, slug: str, name: str | None = None) -> Company:
     if not valid_slug(slug):
         raise IdentityError(f"company slug {slug!r} must be kebab-case: lowercase letters, digits and '-'")
+    if name and len(name) > 200:
+        raise IdentityError("company name must be at most 200 characters")
     if session.exec(select(Company).where(Company.slug == slug)).first():
         raise IdentityError(f"company {slug!r} already exists")
     company = Company(slug=slug, name=name or slug)

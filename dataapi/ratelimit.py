@@ -24,7 +24,8 @@ class FailureLimiter:
             for key in keys:
                 q = self._prune(key, now)
                 if q is not None and len(q) >= self.max_failures:
-                    worst = max(worst, q[0] + self.window - now)
+                    # concurrent failures can overshoot the limit: wait until enough of them have expired
+                    worst = max(worst, q[len(q) - max(self.max_failures, 1)] + self.window - now)
         return max(1, math.ceil(worst)) if worst > 0 else None
 
     def fail(self, *keys: str) -> None:

@@ -25,10 +25,15 @@ def _load_or_create(path: Path, make) -> str:
         return path.read_text()
     except FileNotFoundError:
         pass
+    # Written aside, then hard-linked into place: a reader never sees a created but still empty file.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    _write_private(tmp, make())
     try:
-        _write_private(path, make())
+        os.link(tmp, path)
     except FileExistsError:  # another process won the race; use its value
         pass
+    finally:
+        tmp.unlink()
     return path.read_text()
 
 
@@ -66,6 +71,8 @@ def jwt_keyset(settings: Settings) -> dict:
 
 def rotate_keyset(settings: Settings) -> str:
     """Adds a new signing key to the embedded keyset; older keys keep verifying until removed."""
+    if settings.jwt_keyset:  # the file written below would be ignored in favour of the setting
+        raise ValueError("the keyset is configured by DATAAPI_JWT_KEYSET; rotate it there")
     path = keyset_path(settings)
     keyset = jwt_keyset(settings)
     kid = "k" + secrets.token_hex(4)
