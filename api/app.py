@@ -7,8 +7,9 @@ import logging
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from temporalio.client import Client
 
-from api import auth_endpoints, health, openapi
+from api import admin, auth_endpoints, data_api, health, openapi
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
 from dataapi.settings import Settings, get_settings
@@ -16,12 +17,13 @@ from dataapi.settings import Settings, get_settings
 log = logging.getLogger("dataapi.api")
 
 # Route modules, each with `routes` and an `OPENAPI` fragment for the document.
-ROUTE_MODULES = [health, auth_endpoints]
+ROUTE_MODULES = [health, auth_endpoints, data_api, admin]
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, engine: Engine | None = None,
+               client: Client | None = None) -> Starlette:
     settings = settings or get_settings()
-    ctx = AppContext.build(settings, engine)
+    ctx = AppContext.build(settings, engine, client)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette):

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from dataapi import secrets, temporal
+from dataapi.artifacts import ArtifactStore, LocalArtifactStore
 from dataapi.db import make_engine
 from dataapi.identity import SecretHasher
 from dataapi.ratelimit import FailureLimiter
@@ -23,11 +24,12 @@ class AppContext:
     tokens: TokenService
     hasher: SecretHasher
     limiter: FailureLimiter
+    artifacts: ArtifactStore
     _client: Client | None = None
     _client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
-    def build(cls, settings: Settings, engine: Engine | None = None) -> AppContext:
+    def build(cls, settings: Settings, engine: Engine | None = None, client: Client | None = None) -> AppContext:
         return cls(
             settings=settings,
             engine=engine or make_engine(settings.resolved_database_url),
@@ -37,6 +39,8 @@ class AppContext:
             ),
             hasher=SecretHasher(secrets.secret_key(settings)),
             limiter=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_seconds),
+            artifacts=LocalArtifactStore(settings.resolved_artifact_dir),
+            _client=client,
         )
 
     async def temporal(self) -> Client:

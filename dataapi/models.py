@@ -66,3 +66,57 @@ class RefreshToken(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     used_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+
+
+class Endpoint(SQLModel, table=True):
+    """A visualization endpoint: admin-written SQL published at /api/v1/data-api/{namespace}/{slug}."""
+
+    __tablename__ = "endpoints"
+    __table_args__ = (UniqueConstraint("company_id", "namespace", "slug"),)
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="companies.id", index=True)
+    namespace: str = Field(default="default", max_length=63)
+    slug: str = Field(max_length=63)
+    description: str = Field(default="", max_length=2000)
+    sql: str
+    parameters: str = "[]"  # JSON list of ParamSpec dicts
+    execution_mode: str = Field(default="sync", max_length=10)  # sync | async
+    max_rows: int = 10_000
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ShareContextRow(SQLModel, table=True):
+    """Restricts parameter values for one integration user or one API key (optionally one endpoint)."""
+
+    __tablename__ = "share_contexts"
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="companies.id", index=True)
+    user_id: int | None = Field(default=None, foreign_key="users.id", index=True)
+    api_key_id: int | None = Field(default=None, foreign_key="api_keys.id", index=True)
+    endpoint_id: int | None = Field(default=None, foreign_key="endpoints.id", index=True)
+    rules: str = "{}"  # JSON {param: {"pinned": v} | {"allowed": [v, ...]}}
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Job(SQLModel, table=True):
+    """The durable record of one execution; its id is the Temporal workflow id."""
+
+    __tablename__ = "jobs"
+    id: str = Field(max_length=64, primary_key=True)
+    company_id: int = Field(foreign_key="companies.id", index=True)
+    endpoint_id: int = Field(foreign_key="endpoints.id", index=True)
+    mode: str = Field(max_length=10)
+    status: str = Field(default="processing", max_length=20)  # processing | completed | failed
+    parameters: str = "{}"
+    callback_url: str | None = Field(default=None, max_length=2048)
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    api_key_id: int | None = Field(default=None, foreign_key="api_keys.id")
+    result_key: str | None = Field(default=None, max_length=512)
+    row_count: int | None = None
+    truncated: bool | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                                          index=True))
+    completed_at: datetime | None = _ts()

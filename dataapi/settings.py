@@ -54,6 +54,8 @@ class Settings(BaseSettings):
 
     # Queries
     sync_timeout_seconds: float = 60.0
+    async_timeout_seconds: float = 6 * 3600.0
+    query_heartbeat_seconds: float = 10.0  # a killed worker's async query is retried after this
     default_max_rows: int = 10_000
     max_rows_cap: int = 100_000
     query_memory_limit: str = "1GB"

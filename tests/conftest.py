@@ -51,7 +51,7 @@ def sqlite_url(tmp_path_factory):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request) -> str:
     """Runs a test once on SQLite and once on PostgreSQL."""
-    return request.getfixturevalue(f"{request.param}_url")
+    return request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "pg_url"}[request.param])
 
 
 @pytest.fixture
@@ -117,3 +117,44 @@ def login(client):
         return r.json()
 
     return do
+
+
+# --- Temporal: one real dev server per test session, a fresh task queue and worker per test ---------------
+
+@pytest.fixture(scope="session")
+async def temporal_env():
+    from temporalio.testing import WorkflowEnvironment
+
+    from dataapi.dev import temporal_binary
+    from dataapi.temporal import SEARCH_ATTRIBUTES
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error")
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def stack_settings(tmp_path, sqlite_url, temporal_env) -> Settings:
+    """Settings for a test of the whole stack: own var dir and task queue, shared store and dev server."""
+    return Settings(var_dir=tmp_path / "var", database_url=sqlite_url,
+                    temporal_address=temporal_env.client.service_client.config.target_host,
+                    task_queue_queries=f"queries-{uuid.uuid4().hex[:8]}", query_heartbeat_seconds=2.0)
+
+
+@pytest.fixture
+def stack_app(stack_settings, temporal_env):
+    """The API app wired to the real dev server, with no worker (tests start their own)."""
+    engine = make_engine(stack_settings.resolved_database_url)
+    yield create_app(stack_settings, engine, temporal_env.client)
+    engine.dispose()
+
+
+@pytest.fixture
+async def stack(stack_app, stack_settings, temporal_env):
+    """The API app and a running in-process query worker."""
+    from worker import build_query_worker
+
+    async with build_query_worker(temporal_env.client, stack_settings):
+        yield stack_app

@@ -1,0 +1,107 @@
+"""The query activity: runs an endpoint's SQL on the company's DuckDB, stores the result in the artifact
+store and records the job's outcome. Blocking work (DuckDB, the SQL store) runs on the executor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import orjson
+from sqlalchemy import Engine
+from temporalio import activity
+
+from activities.duck import CompanyDatabases, QueryFailed, QueryInterrupted, QueryResult
+from dataapi.artifacts import ArtifactStore
+from dataapi.db import session_scope
+from dataapi.endpoints import finish_job
+from dataapi.messages import FinishInput, QueryInput, QueryOutput
+from dataapi.params import ParamSpec, to_bind
+
+log = logging.getLogger("dataapi.activities.query")
+
+
+def result_key(inp: QueryInput) -> str:
+    return f"results/{inp.company_slug}/{inp.job_id}.json"
+
+
+def result_document(result: QueryResult) -> bytes:
+    """The stored result: ``{columns, rows, row_count, truncated}``, rows spliced in without re-encoding."""
+    return b"".join((
+        b'{"columns":', orjson.dumps(result.columns), b',"rows":', result.rows_json,
+        b',"row_count":', str(result.row_count).encode(), b',"truncated":',
+        b"true" if result.truncated else b"false", b"}",
+    ))
+
+
+def _insert_fields(inp: QueryInput) -> dict:
+    """The job row's fields, for executions (sync) whose row the API did not create up front."""
+    return {"company_id": inp.company_id, "endpoint_id": inp.endpoint_id, "mode": inp.mode,
+            "parameters": json.dumps(inp.params), "user_id": inp.user_id, "api_key_id": inp.api_key_id,
+            "callback_url": inp.callback_url}
+
+
+class QueryActivities:
+    def __init__(self, engine: Engine, databases: CompanyDatabases, artifacts: ArtifactStore,
+                 executor: ThreadPoolExecutor):
+        self.engine, self.databases, self.artifacts, self.executor = engine, databases, artifacts, executor
+
+    async def _blocking(self, fn: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    @activity.defn(name="run_query")
+    async def run_query(self, inp: QueryInput) -> QueryOutput:
+        interrupts: list[Callable[[], None]] = []
+        executed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params = to_bind([ParamSpec.from_dict(p) for p in inp.param_specs], inp.params)
+        running = asyncio.ensure_future(self._blocking(
+            self.databases.run, inp.company_slug, inp.sql, params, inp.max_rows, interrupts.append))
+        heartbeat = not activity.info().is_local
+        step = min(1.0, inp.heartbeat_seconds / 3)
+        try:
+            while not running.done():
+                left = inp.deadline - time.time() if inp.deadline else step
+                if left <= 0:  # the sync timeout: stop DuckDB here, within milliseconds of the deadline
+                    await self._interrupt(interrupts, running)
+                    return await self._failed(inp, executed_at, "ExecutionTimeout", "Execution timed out")
+                await asyncio.wait({running}, timeout=min(step, left))
+                if heartbeat:
+                    activity.heartbeat()
+            result = running.result()
+        except asyncio.CancelledError:
+            await self._interrupt(interrupts, running)  # nothing keeps running after a cancel
+            raise
+        except (QueryFailed, QueryInterrupted) as e:
+            log.warning("job %s (%s): query failed: %s", inp.job_id, inp.endpoint, e)
+            return await self._failed(inp, executed_at, "ExecutionError", "Query execution failed")
+        key = result_key(inp)
+        await self._blocking(self._store, key, result, inp)
+        return QueryOutput(status="completed", result_key=key, row_count=result.row_count,
+                           truncated=result.truncated, executed_at=executed_at)
+
+    @staticmethod
+    async def _interrupt(interrupts: list[Callable[[], None]], running: asyncio.Future) -> None:
+        for interrupt in interrupts:
+            interrupt()
+        await asyncio.wait({running}, timeout=5)
+
+    async def _failed(self, inp: QueryInput, executed_at: str, error_type: str, error: str) -> QueryOutput:
+        await self._blocking(self._finish, inp, "failed", {"error": error})
+        return QueryOutput(status="failed", executed_at=executed_at, error=error, error_type=error_type)
+
+    def _store(self, key: str, result: QueryResult, inp: QueryInput) -> None:
+        self.artifacts.put_bytes(key, result_document(result))
+        self._finish(inp, "completed", {"result_key": key, "row_count": result.row_count,
+                                        "truncated": result.truncated})
+
+    def _finish(self, inp: QueryInput, status: str, fields: dict) -> None:
+        with session_scope(self.engine) as session:
+            finish_job(session, inp.job_id, status=status, insert=_insert_fields(inp), **fields)
+
+    @activity.defn(name="finish_failed")
+    async def finish_failed(self, inp: FinishInput) -> None:
+        await self._blocking(self._finish, inp.query, "failed", {"error": inp.error, **inp.extra})

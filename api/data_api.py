@@ -1,0 +1,279 @@
+"""``/api/v1/data-api``: execute visualization endpoints (sync or async) and poll async jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import secrets
+import time
+from datetime import UTC, timedelta
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import requires
+from api.errors import ApiError
+from api.openapi import json_body, responses
+from api.requests import read_json_object
+from dataapi import endpoints as store
+from dataapi import temporal
+from dataapi.artifacts import ArtifactNotFound
+from dataapi.db import session_scope
+from dataapi.endpoints import iso
+from dataapi.identity import valid_slug
+from dataapi.messages import QueryInput, QueryOutput
+from dataapi.models import utcnow
+from dataapi.params import ParamError, coerce
+from workflows.query import QueryWorkflow
+
+log = logging.getLogger("dataapi.data_api")
+JOB_ID_RE = re.compile(r"^[0-9a-f]{24}\Z")
+_BODY_FIELDS = {"parameter_values", "callback_url"}
+
+
+def endpoint_not_found() -> ApiError:
+    return ApiError(404, "ENDPOINT_NOT_FOUND", "Endpoint does not exist, is inactive, or belongs to another company")
+
+
+def job_not_found() -> ApiError:
+    return ApiError(404, "JOB_NOT_FOUND", "Job does not exist or does not belong to the endpoint")
+
+
+def _path(request: Request) -> tuple[str, str]:
+    namespace, slug = request.path_params["namespace"], request.path_params["slug"]
+    if not valid_slug(namespace) or not valid_slug(slug):
+        raise endpoint_not_found()
+    return namespace, slug
+
+
+def check_callback_url(url) -> str:
+    """Accepts an absolute HTTPS URL; deeper (SSRF) checks happen at delivery."""
+    if not isinstance(url, str) or len(url) > 2048:
+        raise ApiError(422, "INVALID_CALLBACK_URL", "callback_url must be an HTTPS URL")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ApiError(422, "INVALID_CALLBACK_URL", "callback_url must be an HTTPS URL") from None
+    if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in url):
+        raise ApiError(422, "INVALID_CALLBACK_URL", "callback_url must be an HTTPS URL")
+    return url
+
+
+def _prepare(ctx, claims, namespace: str, slug: str, body: dict) -> tuple[QueryInput, store.Endpoint]:
+    """Loads the endpoint, applies the caller's share context and binds the parameters (blocking)."""
+    with session_scope(ctx.engine) as session:
+        endpoint = store.find_endpoint(session, claims.company_id, namespace, slug)
+        if endpoint is None:
+            raise endpoint_not_found()
+        share = store.effective_share_context(session, claims.company_id, claims.user_id, claims.api_key_id,
+                                              endpoint.id)
+        specs = store.specs_of(endpoint)
+        try:
+            params = coerce(specs, body.get("parameter_values"), share)
+        except ParamError as e:
+            raise ApiError(422, "INVALID_PARAMETER", e.message) from None
+        settings = ctx.settings
+        mode = endpoint.execution_mode
+        callback = body.get("callback_url") if mode == "async" else None
+        inp = QueryInput(
+            job_id=secrets.token_hex(12), company_id=claims.company_id, company_slug=claims.company_slug,
+            endpoint_id=endpoint.id, endpoint=f"{namespace}/{slug}", sql=endpoint.sql,
+            param_specs=[s.to_dict() for s in specs], params=params,
+            max_rows=min(endpoint.max_rows, settings.max_rows_cap), mode=mode,
+            timeout_seconds=settings.sync_timeout_seconds if mode == "sync" else settings.async_timeout_seconds,
+            user_id=claims.user_id, api_key_id=claims.api_key_id,
+            callback_url=check_callback_url(callback) if callback is not None else None,
+            heartbeat_seconds=settings.query_heartbeat_seconds,
+            deadline=time.time() + settings.sync_timeout_seconds if mode == "sync" else None,
+        )
+        if mode == "async":  # the row exists before the workflow, so polling never races the start
+            store.create_job(session, id=inp.job_id, company_id=inp.company_id, endpoint_id=inp.endpoint_id,
+                             mode=mode, parameters=json.dumps(params), callback_url=inp.callback_url,
+                             user_id=inp.user_id, api_key_id=inp.api_key_id)
+        return inp, endpoint
+
+
+def _search_attributes(inp: QueryInput) -> TypedSearchAttributes:
+    return TypedSearchAttributes([
+        SearchAttributePair(temporal.SA_COMPANY, inp.company_slug), SearchAttributePair(temporal.SA_KIND, "query"),
+        SearchAttributePair(temporal.SA_ENDPOINT, inp.endpoint), SearchAttributePair(temporal.SA_MODE, inp.mode),
+    ])
+
+
+@requires("data_api:execute")
+async def execute(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    namespace, slug = _path(request)
+    body = await read_json_object(request, optional=True)
+    unknown = set(body) - _BODY_FIELDS
+    if unknown:
+        raise ApiError(400, "INVALID_PARAMS", f"Unknown field '{sorted(unknown)[0]}' in the request body")
+    inp, _ = await run_in_threadpool(_prepare, ctx, request.state.claims, namespace, slug, body)
+    client = await ctx.temporal()
+    start = dict(id=inp.job_id, task_queue=ctx.settings.task_queue_queries,
+                 search_attributes=_search_attributes(inp),
+                 execution_timeout=timedelta(seconds=inp.timeout_seconds + 300))
+    if inp.mode == "async":
+        await client.start_workflow(QueryWorkflow.run, inp, **start)
+        polling_url = f"/api/v1/data-api/{namespace}/{slug}/jobs/{inp.job_id}"
+        return _json({"job_id": inp.job_id, "status": "processing", "polling_url": polling_url}, 202)
+
+    handle = await client.start_workflow(QueryWorkflow.run, inp, **start)
+    timeout_error = ApiError(408, "EXECUTION_TIMEOUT",
+                             f"Query exceeded the {ctx.settings.sync_timeout_seconds:g}s timeout (use async mode)")
+    try:
+        # The activity interrupts the query at the deadline; the grace second lets that failure arrive.
+        out: QueryOutput = await asyncio.wait_for(handle.result(), inp.deadline - time.time() + 1.0)
+    except TimeoutError:
+        with contextlib.suppress(RPCError):  # e.g. no worker picked it up: cancel so nothing runs later
+            await handle.cancel()
+        raise timeout_error from None
+    except WorkflowFailureError as e:
+        kind = getattr(e.cause, "type", None)
+        if kind == "ExecutionTimeout":
+            raise timeout_error from None
+        if kind == "ExecutionError":
+            raise ApiError(500, "EXECUTION_ERROR", e.cause.message) from None
+        log.error("sync job %s failed: %s", inp.job_id, e.cause)
+        raise ApiError(500, "INTERNAL_ERROR", "Internal error during query execution") from None
+    document = await _read_result(ctx, out.result_key)
+    tail = b',"max_rows":%d,"executed_at":%s}' % (inp.max_rows, orjson.dumps(out.executed_at))
+    return Response(document[:-1] + tail, media_type="application/json")
+
+
+async def _read_result(ctx, key: str) -> bytes:
+    try:
+        return await run_in_threadpool(ctx.artifacts.get_bytes, key)
+    except ArtifactNotFound:
+        log.error("result artifact %s is missing", key)
+        raise ApiError(500, "INTERNAL_ERROR", "The job's result is no longer available") from None
+
+
+def _json(content, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+@requires("data_api:get_job")
+async def get_job(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    claims = request.state.claims
+    namespace, slug = _path(request)
+    job_id = request.path_params["job_id"]
+
+    def load():
+        with session_scope(ctx.engine) as session:
+            endpoint = store.find_endpoint(session, claims.company_id, namespace, slug)
+            if endpoint is None:
+                raise endpoint_not_found()
+            job = store.find_job(session, claims.company_id, endpoint.id, job_id) if JOB_ID_RE.match(job_id) else None
+            if job is None:
+                raise job_not_found()
+            return job
+
+    job = await run_in_threadpool(load)
+    if job.status == "processing":
+        job = await _reconcile(ctx, job)
+    result = None
+    if job.status == "completed" and job.result_key:
+        result = orjson.Fragment(await _read_result(ctx, job.result_key))
+    return _json({
+        "job_id": job.id, "status": job.status, "result": result,
+        "error": job.error if job.status == "failed" else None,
+        "created_at": iso(job.created_at), "completed_at": iso(job.completed_at),
+    })
+
+
+_CLOSED_AS_FAILED = {
+    WorkflowExecutionStatus.FAILED: "Job failed",
+    WorkflowExecutionStatus.CANCELED: "Job was cancelled",
+    WorkflowExecutionStatus.TERMINATED: "Job was terminated by an operator",
+    WorkflowExecutionStatus.TIMED_OUT: "Job timed out",
+}
+
+
+async def _reconcile(ctx, job):
+    """A job still ``processing`` in the store is checked against Temporal: a workflow closed without
+    recording an outcome (terminated or cancelled from the UI, say) reads as failed with the reason."""
+    client = await ctx.temporal()
+    try:
+        desc = await client.get_workflow_handle(job.id).describe()
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND or (utcnow() - _aware(job.created_at)).total_seconds() < 60:
+            return job
+        reason, status = "Job was lost before it started", None
+    else:
+        status = desc.status
+        if status not in _CLOSED_AS_FAILED and status != WorkflowExecutionStatus.COMPLETED:
+            return job
+        reason = _CLOSED_AS_FAILED.get(status)
+
+    def record():
+        with session_scope(ctx.engine) as session:
+            if reason is not None:
+                store.finish_job(session, job.id, status="failed", error=reason)
+            return session.get(type(job), job.id)
+
+    return await run_in_threadpool(record)
+
+
+def _aware(ts):
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+async def missing_path_params(request: Request) -> Response:
+    """``.../data-api//slug/execute`` and the like: the contract's 400 INVALID_PARAMS; anything else 404."""
+    parts = request.url.path.removeprefix(PREFIX + "/").split("/")
+    shaped = (parts[-1:] == ["execute"] and len(parts) <= 3) or ("jobs" in parts and len(parts) <= 5)
+    if shaped and (len(parts) < 3 or "" in parts[:-1]):
+        raise ApiError(400, "INVALID_PARAMS", "Missing namespace or slug")
+    raise ApiError(404, "NOT_FOUND", "No such route")
+
+
+PREFIX = "/api/v1/data-api"
+routes = [
+    Route(PREFIX + "/{namespace}/{slug}/execute", execute, methods=["POST"]),
+    Route(PREFIX + "/{namespace}/{slug}/jobs/{job_id}", get_job, methods=["GET"]),
+    Route(PREFIX + "/{rest:path}", missing_path_params, methods=["GET", "POST"], include_in_schema=False),
+]
+
+_COLUMNS = {"type": "array", "items": {"type": "object", "properties": {
+    "name": {"type": "string"}, "type": {"type": "string"}}, "required": ["name", "type"]}}
+_RESULT = {"type": "object", "required": ["columns", "rows", "row_count", "truncated"], "properties": {
+    "columns": _COLUMNS, "rows": {"type": "array", "items": {"type": "object"}},
+    "row_count": {"type": "integer"}, "truncated": {"type": "boolean"}}}
+_SYNC = {**_RESULT, "required": [*_RESULT["required"], "max_rows", "executed_at"], "properties": {
+    **_RESULT["properties"], "max_rows": {"type": "integer"}, "executed_at": {"type": "string"}}}
+_ACCEPTED = {"type": "object", "required": ["job_id", "status", "polling_url"], "properties": {
+    "job_id": {"type": "string"}, "status": {"type": "string"}, "polling_url": {"type": "string"}}}
+_JOB = {"type": "object", "required": ["job_id", "status", "result", "error", "created_at", "completed_at"],
+        "properties": {"job_id": {"type": "string"},
+                       "status": {"type": "string", "enum": ["processing", "completed", "failed"]},
+                       "result": {"oneOf": [_RESULT, {"type": "null"}]},
+                       "error": {"type": ["string", "null"]}, "created_at": {"type": "string"},
+                       "completed_at": {"type": ["string", "null"]}}}
+_EXECUTE_BODY = {"type": "object", "properties": {
+    "parameter_values": {"type": "object"}, "callback_url": {"type": "string", "format": "uri"}}}
+_PATH = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in ("namespace", "slug")]
+_exec_responses = responses(_SYNC, 400, 401, 403, 404, 408, 413, 415, 422, 500)
+_exec_responses["202"] = {"description": "Accepted (async endpoint)",
+                          "content": {"application/json": {"schema": _ACCEPTED}}}
+OPENAPI = {
+    PREFIX + "/{namespace}/{slug}/execute": {"post": {
+        "summary": "Execute a visualization endpoint (sync: 200 with rows; async: 202 with a job)",
+        "tags": ["data-api"], "security": [{"bearer": []}], "parameters": _PATH,
+        "requestBody": json_body(_EXECUTE_BODY, required=False), "responses": _exec_responses}},
+    PREFIX + "/{namespace}/{slug}/jobs/{job_id}": {"get": {
+        "summary": "Status and result of an execution job", "tags": ["data-api"], "security": [{"bearer": []}],
+        "parameters": [*_PATH, {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": responses(_JOB, 401, 403, 404, 500)}},
+}

@@ -1,0 +1,285 @@
+"""The ``dataapi`` command: run the stack, migrate the store, manage companies, users, keys and data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from dataapi import identity
+from dataapi.db import make_engine, session_scope, upgrade
+from dataapi.policies import POLICIES
+from dataapi.settings import Settings, get_settings
+
+
+class CliError(Exception):
+    """A bad argument or a refused operation: printed as one line, exit status 2."""
+
+
+def _engine(settings: Settings):
+    return make_engine(settings.resolved_database_url)
+
+
+def _hasher(settings: Settings) -> identity.SecretHasher:
+    from dataapi.secrets import secret_key
+
+    return identity.SecretHasher(secret_key(settings))
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+def cmd_dev(args, settings: Settings) -> None:
+    from dataapi.dev import run_dev
+
+    run_dev(settings)
+
+
+def cmd_api(args, settings: Settings) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
+                log_level=settings.log_level.lower(), access_log=False, proxy_headers=settings.trust_forwarded_for)
+
+
+def cmd_worker(args, settings: Settings) -> None:
+    import asyncio
+
+    from worker import run_worker
+
+    asyncio.run(run_worker(settings))
+
+
+def cmd_db_upgrade(args, settings: Settings) -> None:
+    upgrade(settings.resolved_database_url)
+    print("database is at the latest revision")
+
+
+def cmd_jwt_rotate(args, settings: Settings) -> None:
+    from dataapi.secrets import rotate_keyset
+
+    if settings.jwt_keyset:
+        raise CliError("DATAAPI_JWT_KEYSET is set: rotate keys in your secret store, not in var/")
+    print(f"new signing key {rotate_keyset(settings)}; restart the API to use it")
+
+
+def cmd_companies_create(args, settings: Settings) -> None:
+    with session_scope(_engine(settings)) as s:
+        company = identity.create_company(s, args.slug, args.name)
+        print(f"created company {company.slug}")
+
+
+def cmd_users_create(args, settings: Settings) -> None:
+    with session_scope(_engine(settings)) as s:
+        company = identity.require_company(s, args.company)
+        user = identity.create_user(s, company, args.name, args.policy or [], kind=args.kind)
+        policies = ", ".join(args.policy or []) or "no policy"
+        print(f"created {user.kind} user {user.name} in {company.slug} with {policies}")
+
+
+def cmd_users_disable(args, settings: Settings, disabled: bool = True) -> None:
+    with session_scope(_engine(settings)) as s:
+        company = identity.require_company(s, args.company)
+        user = identity.get_user(s, company, args.name)
+        if user is None:
+            raise CliError(f"user {args.name!r} does not exist in {company.slug!r}")
+        identity.set_user_disabled(s, user, disabled)
+        print(f"user {user.name} {'disabled' if disabled else 'enabled'}")
+
+
+def cmd_keys_create(args, settings: Settings) -> None:
+    with session_scope(_engine(settings)) as s:
+        company = identity.require_company(s, args.company)
+        user = identity.get_user(s, company, args.user)
+        if user is None:
+            raise CliError(f"user {args.user!r} does not exist in {company.slug!r}")
+        key, secret = identity.create_api_key(s, _hasher(settings), company, user)
+    out = {"company_slug": company.slug, "api_key": key.key_id, "api_secret": secret}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"company_slug: {company.slug}\napi_key:      {key.key_id}\napi_secret:   {secret}\n"
+              "The secret is shown only now; store it safely.")
+
+
+def cmd_keys_revoke(args, settings: Settings) -> None:
+    with session_scope(_engine(settings)) as s:
+        identity.revoke_api_key(s, args.key_id)
+    print(f"revoked {args.key_id}")
+
+
+def _definitions(path: str, company: str | None) -> tuple[str, list]:
+    """An `endpoints apply` file: one endpoint, a list, or {company, endpoints: [...]} (YAML or JSON)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(open(path, encoding="utf-8").read())
+    except (OSError, yaml.YAMLError) as e:
+        raise CliError(f"cannot read {path}: {e}") from None
+    if isinstance(data, dict) and "endpoints" in data:
+        company = company or data.get("company")
+        data = data["endpoints"]
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise CliError(f"{path}: expected an endpoint, a list of endpoints or {{company, endpoints}}")
+    if not company:
+        raise CliError("no company: pass --company or put 'company:' in the file")
+    return company, data
+
+
+def cmd_endpoints_apply(args, settings: Settings) -> None:
+    from dataapi.endpoints import parse_definition, upsert_endpoint
+    from dataapi.params import DefinitionError
+
+    company_slug, items = _definitions(args.file, args.company)
+    with session_scope(_engine(settings)) as s:
+        company = identity.require_company(s, company_slug)
+        for i, item in enumerate(items, 1):
+            try:
+                d = parse_definition(item, settings.default_max_rows, settings.max_rows_cap)
+            except DefinitionError as e:
+                raise CliError(f"{args.file}: endpoint #{i}: {e}") from None
+            endpoint, created = upsert_endpoint(s, company, d)
+            print(f"{'created' if created else 'updated'} {company.slug}:{endpoint.namespace}/{endpoint.slug} "
+                  f"({endpoint.execution_mode}{'' if endpoint.active else ', inactive'})")
+
+
+def cmd_endpoints_list(args, settings: Settings) -> None:
+    from dataapi.endpoints import list_endpoints, specs_of
+
+    with session_scope(_engine(settings)) as s:
+        company = identity.require_company(s, args.company)
+        for e in list_endpoints(s, company.id):
+            params = ", ".join(f"{p.name}:{p.type}{'' if not p.required else '!'}" for p in specs_of(e))
+            print(f"{e.namespace}/{e.slug}\t{e.execution_mode}\t{'active' if e.active else 'inactive'}\t{params}")
+
+
+def cmd_data_load(args, settings: Settings) -> None:
+    from activities.duck import CompanyDatabases, LoadFailed
+
+    with session_scope(_engine(settings)) as s:
+        identity.require_company(s, args.company)
+    try:
+        rows = CompanyDatabases(settings.resolved_data_dir).load_file(args.company, args.table, Path(args.file))
+    except (FileNotFoundError, LoadFailed) as e:
+        raise CliError(f"cannot load {args.file}: {e}") from None
+    print(f"loaded {rows} rows into {args.company}.{args.table}")
+
+
+def cmd_share_create(args, settings: Settings) -> None:
+    from dataapi.endpoints import create_share_context, describe_share_context, find_endpoint
+    from dataapi.params import DefinitionError
+
+    try:
+        rules = json.loads(args.rules)
+    except json.JSONDecodeError as e:
+        raise CliError(f"--rules is not JSON: {e}") from None
+    with session_scope(_engine(settings)) as s:
+        company = identity.require_company(s, args.company)
+        endpoint = None
+        if args.endpoint:
+            namespace, _, slug = args.endpoint.rpartition("/")
+            endpoint = find_endpoint(s, company.id, namespace or "default", slug, active_only=False)
+            if endpoint is None:
+                raise CliError(f"endpoint {args.endpoint!r} does not exist")
+        try:
+            row = create_share_context(s, company, rules, user_name=args.user, api_key=args.api_key,
+                                       endpoint=endpoint)
+        except DefinitionError as e:
+            raise CliError(str(e)) from None
+        print(json.dumps(describe_share_context(s, row)))
+
+
+# --- parser ------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dataapi", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(parent, name: str, func: Callable, help_: str) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    add(sub, "dev", cmd_dev, "Run the embedded stack: Temporal dev server + UI, worker, API, demo company")
+    api = add(sub, "api", cmd_api, "Run the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    add(sub, "worker", cmd_worker, "Run a Temporal worker")
+
+    db = sub.add_parser("db", help="Metadata store").add_subparsers(dest="db_command", required=True)
+    add(db, "upgrade", cmd_db_upgrade, "Apply the migrations")
+
+    jwt = sub.add_parser("jwt", help="Token signing keys").add_subparsers(dest="jwt_command", required=True)
+    add(jwt, "rotate", cmd_jwt_rotate, "Add a new signing key to the embedded keyset (older keys still verify)")
+
+    companies = sub.add_parser("companies", help="Companies (tenants)").add_subparsers(
+        dest="companies_command", required=True)
+    c = add(companies, "create", cmd_companies_create, "Create a company")
+    c.add_argument("slug", help="kebab-case slug, e.g. acme")
+    c.add_argument("--name", help="display name (default: the slug)")
+
+    users = sub.add_parser("users", help="Users of a company").add_subparsers(dest="users_command", required=True)
+    u = add(users, "create", cmd_users_create, "Create a user")
+    u.add_argument("--company", required=True)
+    u.add_argument("--name", required=True)
+    u.add_argument("--policy", action="append", choices=sorted(POLICIES), help="managed policy (repeatable)")
+    u.add_argument("--kind", choices=["integration", "human"], default="integration")
+    for name, disabled in (("disable", True), ("enable", False)):
+        d = add(users, name, lambda a, s, d=disabled: cmd_users_disable(a, s, d), f"{name.capitalize()} a user")
+        d.add_argument("--company", required=True)
+        d.add_argument("--name", required=True)
+
+    keys = sub.add_parser("keys", help="API keys of integration users").add_subparsers(
+        dest="keys_command", required=True)
+    k = add(keys, "create", cmd_keys_create, "Create an API key (the secret is printed once)")
+    k.add_argument("--company", required=True)
+    k.add_argument("--user", required=True)
+    k.add_argument("--json", action="store_true", help="print exactly {company_slug, api_key, api_secret}")
+    r = add(keys, "revoke", cmd_keys_revoke, "Revoke an API key")
+    r.add_argument("key_id")
+
+    endpoints = sub.add_parser("endpoints", help="Visualization endpoints").add_subparsers(
+        dest="endpoints_command", required=True)
+    a = add(endpoints, "apply", cmd_endpoints_apply, "Create or update endpoints from a YAML or JSON file")
+    a.add_argument("file")
+    a.add_argument("--company", help="company slug (default: 'company' in the file)")
+    lst = add(endpoints, "list", cmd_endpoints_list, "List a company's endpoints")
+    lst.add_argument("--company", required=True)
+
+    data = sub.add_parser("data", help="Company data").add_subparsers(dest="data_command", required=True)
+    ld = add(data, "load", cmd_data_load, "Load a CSV, Parquet or JSON file into a table of the company's database")
+    ld.add_argument("--company", required=True)
+    ld.add_argument("--table", required=True)
+    ld.add_argument("file")
+
+    share = sub.add_parser("share-contexts", help="Share contexts").add_subparsers(
+        dest="share_command", required=True)
+    sc = add(share, "create", cmd_share_create, "Restrict parameter values for a user or an API key")
+    sc.add_argument("--company", required=True)
+    who = sc.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user")
+    who.add_argument("--api-key")
+    sc.add_argument("--endpoint", help="namespace/slug (default: every endpoint)")
+    sc.add_argument("--rules", required=True, help='JSON, e.g. {"regiao": {"allowed": ["Sul"]}}')
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args, get_settings())
+    except (CliError, identity.IdentityError, ValueError) as e:
+        print(f"dataapi: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The dataclasses that travel through Temporal: one in, one out, for every workflow and activity.
+Fields may be added (with defaults) without breaking recorded histories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class QueryInput:
+    job_id: str
+    company_id: int
+    company_slug: str
+    endpoint_id: int
+    endpoint: str  # namespace/slug, for logs and search attributes
+    sql: str
+    param_specs: list[dict]
+    params: dict  # canonical, JSON-safe values (dataapi.params.coerce)
+    max_rows: int
+    mode: str  # sync | async
+    timeout_seconds: float
+    user_id: int | None = None
+    api_key_id: int | None = None
+    callback_url: str | None = None
+    heartbeat_seconds: float = 10.0
+    deadline: float | None = None  # epoch seconds; sync queries are interrupted by the activity at this time
+
+
+@dataclass
+class QueryOutput:
+    status: str  # completed | failed
+    result_key: str | None = None
+    row_count: int = 0
+    truncated: bool = False
+    executed_at: str | None = None
+    error: str | None = None
+    error_type: str | None = None  # ExecutionError | ExecutionTimeout, the ApplicationError type the workflow raises
+
+
+@dataclass
+class FinishInput:
+    """Records a job's failure when the query activity could not (cancelled, retries exhausted)."""
+
+    query: QueryInput
+    error: str
+    extra: dict = field(default_factory=dict)
