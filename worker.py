@@ -1,8 +1,9 @@
-"""Builds and runs the Temporal worker: task queue, workflows, activities and their resources."""
+"""Builds and runs the Temporal workers: task queues, workflows, activities and their resources."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -10,19 +11,24 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.callbacks import CallbackActivities
 from activities.duck import CompanyDatabases
 from activities.query import QueryActivities
 from dataapi import temporal
 from dataapi.artifacts import LocalArtifactStore
+from dataapi.callbacks import SecretBox
 from dataapi.db import make_engine
+from dataapi.secrets import secret_key
 from dataapi.settings import Settings
+from workflows.callback import CallbackWorkflow
 from workflows.query import QueryWorkflow
 
 log = logging.getLogger("dataapi.worker")
+QUEUES = ("queries", "callbacks")
 
 
-def build_query_worker(client: Client, settings: Settings, task_queue: str | None = None) -> Worker:
-    """The worker for visualization-endpoint executions (sync and async share one task queue)."""
+def build_query_worker(client: Client, settings: Settings) -> Worker:
+    """Visualization-endpoint executions: sync and async share the queries task queue."""
     executor = ThreadPoolExecutor(max_workers=settings.query_workers + 2, thread_name_prefix="query")
     acts = QueryActivities(
         engine=make_engine(settings.resolved_database_url),
@@ -31,23 +37,36 @@ def build_query_worker(client: Client, settings: Settings, task_queue: str | Non
         executor=executor,
     )
     return Worker(
-        client,
-        task_queue=task_queue or settings.task_queue_queries,
-        workflows=[QueryWorkflow],
+        client, task_queue=settings.task_queue_queries, workflows=[QueryWorkflow],
         activities=[acts.run_query, acts.finish_failed],
-        max_concurrent_activities=settings.query_workers,
-        max_concurrent_local_activities=settings.query_workers,
+        max_concurrent_activities=settings.query_workers, max_concurrent_local_activities=settings.query_workers,
     )
 
 
-async def run_worker(settings: Settings) -> None:
+def build_callback_worker(client: Client, settings: Settings) -> Worker:
+    """Callback deliveries: a queue of their own so that slow receivers never hold up queries."""
+    acts = CallbackActivities(
+        settings=settings, engine=make_engine(settings.resolved_database_url),
+        artifacts=LocalArtifactStore(settings.resolved_artifact_dir), box=SecretBox(secret_key(settings)),
+        executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback"),
+    )
+    return Worker(client, task_queue=settings.task_queue_callbacks, workflows=[CallbackWorkflow],
+                  activities=[acts.deliver_callback], max_concurrent_activities=50)
+
+
+BUILDERS = {"queries": build_query_worker, "callbacks": build_callback_worker}
+
+
+async def run_worker(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     client = await temporal.connect(settings)
-    worker = build_query_worker(client, settings)
+    workers = [BUILDERS[q](client, settings) for q in queues]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with worker:
-        log.info("worker polling %s on %s", settings.task_queue_queries, settings.temporal_address)
+    async with contextlib.AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        log.info("worker polling %s on %s", ", ".join(queues), settings.temporal_address)
         await stop.wait()

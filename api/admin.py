@@ -14,8 +14,8 @@ from api.auth import requires
 from api.errors import ApiError, JSONResponse
 from api.openapi import json_body, responses
 from api.requests import read_json_object
+from dataapi import callbacks, identity
 from dataapi import endpoints as store
-from dataapi import identity
 from dataapi.db import session_scope
 from dataapi.identity import IdentityError
 from dataapi.models import Company, ShareContextRow, User
@@ -213,6 +213,27 @@ async def revoke_key(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# --- webhook signing secret --------------------------------------------------------------------------
+
+@requires("admin:webhooks")
+async def get_webhook_secret(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    return JSONResponse(await _in_company(request, lambda s, c: callbacks.describe_secrets(
+        s, ctx.box, c.id, ctx.settings.webhook_secret_grace_seconds)))
+
+
+@requires("admin:webhooks")
+async def rotate_webhook_secret(request: Request) -> Response:
+    """A new signing secret; the previous one also signs (a second signature) during the grace period."""
+    ctx = request.app.state.ctx
+
+    def rotate(session, company):
+        callbacks.rotate_secret(session, ctx.box, company.id)
+        return callbacks.describe_secrets(session, ctx.box, company.id, ctx.settings.webhook_secret_grace_seconds)
+
+    return JSONResponse(await _in_company(request, rotate))
+
+
 routes = [
     Route(PREFIX + "/endpoints", list_endpoints, methods=["GET"]),
     Route(PREFIX + "/endpoints", create_endpoint, methods=["POST"]),
@@ -226,6 +247,8 @@ routes = [
     Route(PREFIX + "/users", create_user, methods=["POST"]),
     Route(PREFIX + "/users/{name}/keys", create_key, methods=["POST"]),
     Route(PREFIX + "/keys/{key_id}", revoke_key, methods=["DELETE"]),
+    Route(PREFIX + "/webhook-secret", get_webhook_secret, methods=["GET"]),
+    Route(PREFIX + "/webhook-secret/rotate", rotate_webhook_secret, methods=["POST"]),
 ]
 
 _OBJ = {"type": "object"}
@@ -265,6 +288,10 @@ OPENAPI = {
     PREFIX + "/users/{name}/keys": {
         "post": _op("Create an API key (the secret is returned once)", _OBJ, 400, 401, 403, 404, status=201,
                     params=("name",))},
+    PREFIX + "/webhook-secret": {
+        "get": _op("The company's webhook signing secret (whsec_...)", _OBJ, 401, 403)},
+    PREFIX + "/webhook-secret/rotate": {
+        "post": _op("Rotate the webhook signing secret (the old one also signs during the grace)", _OBJ, 401, 403)},
     PREFIX + "/keys/{key_id}": {
         "delete": _op("Revoke an API key", _OBJ, 401, 403, 404, status=204, params=("key_id",))},
 }

@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from dataapi import secrets, temporal
 from dataapi.artifacts import ArtifactStore, LocalArtifactStore
+from dataapi.callbacks import SecretBox
 from dataapi.db import make_engine
 from dataapi.identity import SecretHasher
 from dataapi.ratelimit import FailureLimiter
@@ -25,11 +26,13 @@ class AppContext:
     hasher: SecretHasher
     limiter: FailureLimiter
     artifacts: ArtifactStore
+    box: SecretBox
     _client: Client | None = None
     _client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine | None = None, client: Client | None = None) -> AppContext:
+        key = secrets.secret_key(settings)
         return cls(
             settings=settings,
             engine=engine or make_engine(settings.resolved_database_url),
@@ -37,9 +40,10 @@ class AppContext:
                 secrets.jwt_keyset(settings), settings.jwt_issuer, settings.jwt_audience,
                 settings.jwt_leeway_seconds, settings.access_token_ttl_seconds, settings.refresh_token_ttl_seconds,
             ),
-            hasher=SecretHasher(secrets.secret_key(settings)),
+            hasher=SecretHasher(key),
             limiter=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_seconds),
             artifacts=LocalArtifactStore(settings.resolved_artifact_dir),
+            box=SecretBox(key),
             _client=client,
         )
 

@@ -9,8 +9,7 @@ import logging
 import re
 import secrets
 import time
-from datetime import UTC, timedelta
-from urllib.parse import urlsplit
+from datetime import timedelta
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -25,15 +24,16 @@ from api.auth import requires
 from api.errors import ApiError
 from api.openapi import json_body, responses
 from api.requests import read_json_object
+from dataapi import callbacks, temporal
 from dataapi import endpoints as store
-from dataapi import temporal
 from dataapi.artifacts import ArtifactNotFound
+from dataapi.callback_url import UnsafeCallbackUrl, check_url
 from dataapi.db import session_scope
-from dataapi.endpoints import iso
 from dataapi.identity import valid_slug
-from dataapi.messages import QueryInput, QueryOutput
-from dataapi.models import utcnow
+from dataapi.messages import CallbackInput, QueryInput, QueryOutput
+from dataapi.models import as_utc, utcnow
 from dataapi.params import ParamError, coerce
+from workflows.callback import CallbackWorkflow
 from workflows.query import QueryWorkflow
 
 log = logging.getLogger("dataapi.data_api")
@@ -56,17 +56,15 @@ def _path(request: Request) -> tuple[str, str]:
     return namespace, slug
 
 
-def check_callback_url(url) -> str:
-    """Accepts an absolute HTTPS URL; deeper (SSRF) checks happen at delivery."""
-    if not isinstance(url, str) or len(url) > 2048:
+def check_callback(url, allow_cidrs: list[str]) -> str:
+    """Accepts an HTTPS URL whose host is not an internal or encoded address (checked again, with DNS, at
+    every delivery attempt)."""
+    if not isinstance(url, str):
         raise ApiError(422, "INVALID_CALLBACK_URL", "callback_url must be an HTTPS URL")
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise ApiError(422, "INVALID_CALLBACK_URL", "callback_url must be an HTTPS URL") from None
-    if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in url):
-        raise ApiError(422, "INVALID_CALLBACK_URL", "callback_url must be an HTTPS URL")
-    return url
+        return check_url(url, allow_cidrs=allow_cidrs).url
+    except UnsafeCallbackUrl as e:
+        raise ApiError(422, "INVALID_CALLBACK_URL", f"callback_url refused: {e.reason}") from None
 
 
 def _prepare(ctx, claims, namespace: str, slug: str, body: dict) -> tuple[QueryInput, store.Endpoint]:
@@ -92,9 +90,12 @@ def _prepare(ctx, claims, namespace: str, slug: str, body: dict) -> tuple[QueryI
             max_rows=min(endpoint.max_rows, settings.max_rows_cap), mode=mode,
             timeout_seconds=settings.sync_timeout_seconds if mode == "sync" else settings.async_timeout_seconds,
             user_id=claims.user_id, api_key_id=claims.api_key_id,
-            callback_url=check_callback_url(callback) if callback is not None else None,
+            callback_url=check_callback(callback, settings.callback_allow_cidrs) if callback is not None else None,
             heartbeat_seconds=settings.query_heartbeat_seconds,
             deadline=time.time() + settings.sync_timeout_seconds if mode == "sync" else None,
+            callback_task_queue=settings.task_queue_callbacks,
+            callback_schedule_seconds=list(settings.callback_schedule_seconds),
+            callback_jitter=settings.callback_jitter,
         )
         if mode == "async":  # the row exists before the workflow, so polling never races the start
             store.create_job(session, id=inp.job_id, company_id=inp.company_id, endpoint_id=inp.endpoint_id,
@@ -172,25 +173,59 @@ async def get_job(request: Request) -> Response:
 
     def load():
         with session_scope(ctx.engine) as session:
-            endpoint = store.find_endpoint(session, claims.company_id, namespace, slug)
-            if endpoint is None:
-                raise endpoint_not_found()
-            job = store.find_job(session, claims.company_id, endpoint.id, job_id) if JOB_ID_RE.match(job_id) else None
-            if job is None:
-                raise job_not_found()
-            return job
+            return _job_of(session, claims, namespace, slug, job_id)
 
     job = await run_in_threadpool(load)
     if job.status == "processing":
         job = await _reconcile(ctx, job)
-    result = None
-    if job.status == "completed" and job.result_key:
-        result = orjson.Fragment(await _read_result(ctx, job.result_key))
-    return _json({
-        "job_id": job.id, "status": job.status, "result": result,
-        "error": job.error if job.status == "failed" else None,
-        "created_at": iso(job.created_at), "completed_at": iso(job.completed_at),
-    })
+    result = await _read_result(ctx, job.result_key) if job.status == "completed" and job.result_key else None
+    body = store.job_body(job, result)
+    if job.callback_url:
+        body["callback"] = await run_in_threadpool(_callback_state, ctx, job.id)
+    return _json(body)
+
+
+def _job_of(session, claims, namespace: str, slug: str, job_id: str):
+    """The caller's job of this endpoint, or the contract's 404s (another company's job is just missing)."""
+    endpoint = store.find_endpoint(session, claims.company_id, namespace, slug)
+    if endpoint is None:
+        raise endpoint_not_found()
+    job = store.find_job(session, claims.company_id, endpoint.id, job_id) if JOB_ID_RE.match(job_id) else None
+    if job is None:
+        raise job_not_found()
+    return job
+
+
+def _callback_state(ctx, job_id: str) -> dict:
+    with session_scope(ctx.engine) as session:
+        return callbacks.describe_delivery(callbacks.latest_delivery(session, job_id))
+
+
+@requires("data_api:execute")
+async def redeliver_callback(request: Request) -> Response:
+    """Starts a new delivery (a new webhook-id) of a finished job's result to its callback URL."""
+    ctx, claims = request.app.state.ctx, request.state.claims
+    namespace, slug = _path(request)
+
+    def load():
+        with session_scope(ctx.engine) as session:
+            return _job_of(session, claims, namespace, slug, request.path_params["job_id"])
+
+    job = await run_in_threadpool(load)
+    if not job.callback_url:
+        raise ApiError(409, "NO_CALLBACK_URL", "The job was submitted without a callback_url")
+    if job.status == "processing":
+        raise ApiError(409, "JOB_NOT_FINISHED", "The job has not finished yet; its callback will follow")
+    settings = ctx.settings
+    delivery_id = "msg_" + secrets.token_hex(12)
+    client = await ctx.temporal()
+    await client.start_workflow(
+        CallbackWorkflow.run,
+        CallbackInput(delivery_id, job.id, list(settings.callback_schedule_seconds), settings.callback_jitter),
+        id=f"callback-{delivery_id}", task_queue=settings.task_queue_callbacks,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(temporal.SA_COMPANY, claims.company_slug),
+                                                 SearchAttributePair(temporal.SA_KIND, "callback")]))
+    return _json({"webhook_id": delivery_id, "status": "pending"}, 202)
 
 
 _CLOSED_AS_FAILED = {
@@ -208,7 +243,7 @@ async def _reconcile(ctx, job):
     try:
         desc = await client.get_workflow_handle(job.id).describe()
     except RPCError as e:
-        if e.status != RPCStatusCode.NOT_FOUND or (utcnow() - _aware(job.created_at)).total_seconds() < 60:
+        if e.status != RPCStatusCode.NOT_FOUND or (utcnow() - as_utc(job.created_at)).total_seconds() < 60:
             return job
         reason, status = "Job was lost before it started", None
     else:
@@ -226,10 +261,6 @@ async def _reconcile(ctx, job):
     return await run_in_threadpool(record)
 
 
-def _aware(ts):
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 async def missing_path_params(request: Request) -> Response:
     """``.../data-api//slug/execute`` and the like: the contract's 400 INVALID_PARAMS; anything else 404."""
     parts = request.url.path.removeprefix(PREFIX + "/").split("/")
@@ -243,6 +274,7 @@ PREFIX = "/api/v1/data-api"
 routes = [
     Route(PREFIX + "/{namespace}/{slug}/execute", execute, methods=["POST"]),
     Route(PREFIX + "/{namespace}/{slug}/jobs/{job_id}", get_job, methods=["GET"]),
+    Route(PREFIX + "/{namespace}/{slug}/jobs/{job_id}/callback/redeliver", redeliver_callback, methods=["POST"]),
     Route(PREFIX + "/{rest:path}", missing_path_params, methods=["GET", "POST"], include_in_schema=False),
 ]
 
@@ -261,6 +293,13 @@ _JOB = {"type": "object", "required": ["job_id", "status", "result", "error", "c
                        "result": {"oneOf": [_RESULT, {"type": "null"}]},
                        "error": {"type": ["string", "null"]}, "created_at": {"type": "string"},
                        "completed_at": {"type": ["string", "null"]}}}
+_CALLBACK = {"type": "object", "properties": {
+    "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+    "webhook_id": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+    "last_http_status": {"type": ["integer", "null"]}, "next_attempt_at": {"type": ["string", "null"]}}}
+_JOB["properties"]["callback"] = _CALLBACK
+_REDELIVERED = {"type": "object", "required": ["webhook_id", "status"],
+                "properties": {"webhook_id": {"type": "string"}, "status": {"type": "string"}}}
 _EXECUTE_BODY = {"type": "object", "properties": {
     "parameter_values": {"type": "object"}, "callback_url": {"type": "string", "format": "uri"}}}
 _PATH = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in ("namespace", "slug")]
@@ -276,4 +315,9 @@ OPENAPI = {
         "summary": "Status and result of an execution job", "tags": ["data-api"], "security": [{"bearer": []}],
         "parameters": [*_PATH, {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": responses(_JOB, 401, 403, 404, 500)}},
+    PREFIX + "/{namespace}/{slug}/jobs/{job_id}/callback/redeliver": {"post": {
+        "summary": "Deliver a finished job's result to its callback URL again (a new webhook-id)",
+        "tags": ["data-api"], "security": [{"bearer": []}],
+        "parameters": [*_PATH, {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": responses(_REDELIVERED, 401, 403, 404, 409, ok_status=202)}},
 }

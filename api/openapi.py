@@ -86,9 +86,10 @@ async def docs_init(_request: Request) -> Response:
     return Response(DOCS_INIT, media_type="application/javascript")
 
 
+# The document and its viewer are not operations of the API: they stay out of the document itself.
 routes = [
-    Route("/openapi.json", openapi_json, methods=["GET"]),
-    Route("/docs", docs_page, methods=["GET"]),
-    Route("/docs/assets/docs-init.js", docs_init, methods=["GET"]),
+    Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+    Route("/docs", docs_page, methods=["GET"], include_in_schema=False),
+    Route("/docs/assets/docs-init.js", docs_init, methods=["GET"], include_in_schema=False),
     Mount("/docs/assets", app=StaticFiles(directory=swagger_ui.static_path), name="docs-assets"),
 ]

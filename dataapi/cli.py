@@ -48,9 +48,13 @@ def cmd_api(args, settings: Settings) -> None:
 def cmd_worker(args, settings: Settings) -> None:
     import asyncio
 
-    from worker import run_worker
+    from worker import QUEUES, run_worker
 
-    asyncio.run(run_worker(settings))
+    queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
+    unknown = set(queues) - set(QUEUES)
+    if unknown or not queues:
+        raise CliError(f"--queues takes a comma-separated subset of {', '.join(QUEUES)}")
+    asyncio.run(run_worker(settings, queues))
 
 
 def cmd_db_upgrade(args, settings: Settings) -> None:
@@ -194,6 +198,18 @@ def cmd_share_create(args, settings: Settings) -> None:
         print(json.dumps(describe_share_context(s, row)))
 
 
+def cmd_webhooks(args, settings: Settings, rotate: bool) -> None:
+    from dataapi import callbacks
+    from dataapi.secrets import secret_key
+
+    box = callbacks.SecretBox(secret_key(settings))
+    with session_scope(_engine(settings)) as s:
+        company = identity.require_company(s, args.company)
+        if rotate:
+            callbacks.rotate_secret(s, box, company.id)
+        print(json.dumps(callbacks.describe_secrets(s, box, company.id, settings.webhook_secret_grace_seconds)))
+
+
 # --- parser ------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     api = add(sub, "api", cmd_api, "Run the HTTP API")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
-    add(sub, "worker", cmd_worker, "Run a Temporal worker")
+    w = add(sub, "worker", cmd_worker, "Run a Temporal worker")
+    w.add_argument("--queues", default="queries,callbacks", help="task queues to serve (default: all)")
 
     db = sub.add_parser("db", help="Metadata store").add_subparsers(dest="db_command", required=True)
     add(db, "upgrade", cmd_db_upgrade, "Apply the migrations")
@@ -266,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--api-key")
     sc.add_argument("--endpoint", help="namespace/slug (default: every endpoint)")
     sc.add_argument("--rules", required=True, help='JSON, e.g. {"regiao": {"allowed": ["Sul"]}}')
+    webhooks = sub.add_parser("webhooks", help="Webhook signing secrets").add_subparsers(
+        dest="webhooks_command", required=True)
+    for name, rotate, help_ in (("secret", False, "Print the company's webhook signing secret"),
+                                ("rotate", True, "Rotate the signing secret (the old one signs during the grace)")):
+        wh = add(webhooks, name, lambda a, s, r=rotate: cmd_webhooks(a, s, r), help_)
+        wh.add_argument("--company", required=True)
     return p
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
@@ -219,6 +220,16 @@ def create_job(session: Session, **fields) -> Job:
     session.add(job)
     session.flush()
     return job
+
+
+def job_body(job: Job, result: bytes | None) -> dict:
+    """The seed's job object (GET job, and the body of its callback); ``result`` is the stored JSON document."""
+    return {
+        "job_id": job.id, "status": job.status,
+        "result": orjson.Fragment(result) if job.status == "completed" and result is not None else None,
+        "error": job.error if job.status == "failed" else None,
+        "created_at": iso(job.created_at), "completed_at": iso(job.completed_at),
+    }
 
 
 def find_job(session: Session, company_id: int, endpoint_id: int, job_id: str) -> Job | None:

@@ -24,6 +24,9 @@ class QueryInput:
     callback_url: str | None = None
     heartbeat_seconds: float = 10.0
     deadline: float | None = None  # epoch seconds; sync queries are interrupted by the activity at this time
+    callback_task_queue: str = ""
+    callback_schedule_seconds: list[float] = field(default_factory=list)
+    callback_jitter: float = 0.1
 
 
 @dataclass
@@ -44,3 +47,28 @@ class FinishInput:
     query: QueryInput
     error: str
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class CallbackInput:
+    """One delivery of a finished job's result to its callback URL."""
+
+    delivery_id: str  # the webhook-id of every attempt
+    job_id: str
+    schedule_seconds: list[float]  # delay before each attempt; the first is normally 0
+    jitter: float = 0.1
+
+
+@dataclass
+class AttemptInput:
+    delivery_id: str
+    job_id: str
+    attempt: int  # 1-based
+    next_delay_seconds: float | None  # the scheduled wait before the next attempt; None on the last one
+
+
+@dataclass
+class AttemptOutput:
+    outcome: str  # delivered | retry | gone | refused
+    status_code: int | None = None
+    next_delay_seconds: float | None = None  # the wait actually chosen (Retry-After wins); None: no more attempts

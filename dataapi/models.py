@@ -12,6 +12,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(ts: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
 def _ts(nullable: bool = True, index: bool = False):
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index))
 
@@ -120,3 +125,47 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False,
                                                                           index=True))
     completed_at: datetime | None = _ts()
+
+
+class WebhookSecret(SQLModel, table=True):
+    """A company's webhook signing secret, encrypted at rest. The newest signs; a retired one keeps signing
+    (second signature) for the grace period after ``retired_at``."""
+
+    __tablename__ = "webhook_secrets"
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="companies.id", index=True)
+    secret_encrypted: str = Field(max_length=512)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    retired_at: datetime | None = _ts()
+
+
+class CallbackDelivery(SQLModel, table=True):
+    """One delivery of a job's result to its callback URL; its id is the ``webhook-id`` of every attempt."""
+
+    __tablename__ = "callback_deliveries"
+    id: str = Field(max_length=64, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", index=True)
+    company_id: int = Field(foreign_key="companies.id", index=True)
+    url: str = Field(max_length=2048)
+    status: str = Field(default="pending", max_length=20)  # pending | delivered | failed
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=300)
+    next_attempt_at: datetime | None = _ts()
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                                          index=True))
+    finished_at: datetime | None = _ts()
+
+
+class CallbackAttempt(SQLModel, table=True):
+    """Every attempt of a delivery, as it happened (the response body is never kept)."""
+
+    __tablename__ = "callback_attempts"
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(foreign_key="callback_deliveries.id", index=True)
+    attempt: int
+    attempted_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    outcome: str = Field(max_length=20)  # delivered | retry | gone | refused
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=300)
+    duration_ms: int = 0

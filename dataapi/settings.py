@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     query_threads: int = 2
     query_workers: int = 8  # concurrent queries per worker process
 
+    # Callbacks (webhooks) of async jobs. Delays between attempts: immediately, 5 s, 5 min, 30 min, 2 h, 5 h,
+    # 10 h, 14 h, 20 h, 24 h (about three days), each with +-jitter; Retry-After of a 429/503 replaces a delay.
+    callback_schedule_seconds: list[float] = [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    callback_jitter: float = Field(default=0.1, ge=0, le=0.5)
+    callback_timeout_seconds: float = 15.0
+    callback_max_response_bytes: int = 65_536
+    callback_allow_cidrs: list[str] = []  # JSON list; receivers in these ranges are allowed although private
+    callback_ca_bundle: str | None = None  # extra CA certificates (PEM file) for receivers with private certs
+    webhook_secret_grace_seconds: float = 86_400.0  # after a rotation the old secret also signs this long
+
     log_level: str = "INFO"
 
     @field_validator("var_dir", "data_dir", "artifact_dir", mode="after")

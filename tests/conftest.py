@@ -16,6 +16,8 @@ from dataapi import identity
 from dataapi.db import make_engine, session_scope, upgrade
 from dataapi.settings import Settings
 
+pytest_plugins = ["tests.receiver"]  # the HTTPS webhook receiver fixtures
+
 PG_ADMIN_URL = os.environ.get("DATAAPI_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 
 
@@ -140,7 +142,8 @@ def stack_settings(tmp_path, sqlite_url, temporal_env) -> Settings:
     """Settings for a test of the whole stack: own var dir and task queue, shared store and dev server."""
     return Settings(var_dir=tmp_path / "var", database_url=sqlite_url,
                     temporal_address=temporal_env.client.service_client.config.target_host,
-                    task_queue_queries=f"queries-{uuid.uuid4().hex[:8]}", query_heartbeat_seconds=2.0)
+                    task_queue_queries=f"queries-{uuid.uuid4().hex[:8]}",
+                    task_queue_callbacks=f"callbacks-{uuid.uuid4().hex[:8]}", query_heartbeat_seconds=2.0)
 
 
 @pytest.fixture

@@ -93,12 +93,14 @@ async def test_cancelled_async_job_reads_as_failed(stack, api_of, temporal_env):
     assert job["status"] == "failed" and "cancelled" in job["error"]
 
 
-def _worker_process(settings) -> subprocess.Popen:
+def _worker_process(settings, queues: str = "queries", extra_env: dict | None = None) -> subprocess.Popen:
+    """A real worker process (so that it can be SIGKILLed) with the test's settings."""
     env = {**os.environ, "DATAAPI_VAR_DIR": str(settings.var_dir), "DATAAPI_DATABASE_URL": settings.database_url,
            "DATAAPI_TEMPORAL_ADDRESS": settings.temporal_address,
            "DATAAPI_TASK_QUEUE_QUERIES": settings.task_queue_queries,
-           "DATAAPI_QUERY_HEARTBEAT_SECONDS": str(settings.query_heartbeat_seconds)}
-    return subprocess.Popen([sys.executable, "-m", "dataapi.cli", "worker"], env=env,
+           "DATAAPI_TASK_QUEUE_CALLBACKS": settings.task_queue_callbacks,
+           "DATAAPI_QUERY_HEARTBEAT_SECONDS": str(settings.query_heartbeat_seconds), **(extra_env or {})}
+    return subprocess.Popen([sys.executable, "-m", "dataapi.cli", "worker", "--queues", queues], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -11,13 +11,16 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.query import QueryActivities
-    from dataapi.messages import FinishInput, QueryInput, QueryOutput
+    from dataapi.messages import CallbackInput, FinishInput, QueryInput, QueryOutput
+    from dataapi.temporal import SA_COMPANY, SA_KIND
+    from workflows.callback import CallbackWorkflow
 
 _RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5),
                      maximum_attempts=3)
@@ -29,10 +32,28 @@ _FINISH = {"start_to_close_timeout": timedelta(seconds=30),
 class QueryWorkflow:
     @workflow.run
     async def run(self, inp: QueryInput) -> QueryOutput:
-        out = await self._query(inp)
+        try:
+            out = await self._query(inp)
+        except asyncio.CancelledError:
+            await self._callback(inp)  # a cancelled async job reads as failed: its callback says so too
+            raise
+        await self._callback(inp)
         if out.status != "completed":  # the job is recorded; the workflow shows the failure too
             raise ApplicationError(out.error or "Query execution failed", type=out.error_type, non_retryable=True)
         return out
+
+    async def _callback(self, inp: QueryInput) -> None:
+        """Starts the delivery of the job's result as an abandoned child: the job never waits on its callback."""
+        if inp.mode != "async" or not inp.callback_url:
+            return
+        delivery_id = "msg_" + workflow.uuid4().hex
+        await workflow.start_child_workflow(
+            CallbackWorkflow.run,
+            CallbackInput(delivery_id, inp.job_id, inp.callback_schedule_seconds, inp.callback_jitter),
+            id=f"callback-{delivery_id}", task_queue=inp.callback_task_queue or None,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(SA_COMPANY, inp.company_slug),
+                                                     SearchAttributePair(SA_KIND, "callback")]))
 
     async def _query(self, inp: QueryInput) -> QueryOutput:
         timeout = timedelta(seconds=inp.timeout_seconds)

@@ -1,0 +1,69 @@
+"""The callback activity: one signed delivery attempt of a finished job's result, recorded in the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import orjson
+from sqlalchemy import Engine
+from temporalio import activity
+
+from activities.delivery import deliver
+from dataapi import callbacks
+from dataapi.artifacts import ArtifactStore
+from dataapi.db import session_scope
+from dataapi.endpoints import job_body
+from dataapi.messages import AttemptInput, AttemptOutput
+from dataapi.models import Job, utcnow
+from dataapi.settings import Settings
+from dataapi.webhooks import webhook_headers
+
+log = logging.getLogger("dataapi.activities.callbacks")
+_FINAL = ("delivered", "gone", "refused")
+
+
+class CallbackActivities:
+    def __init__(self, settings: Settings, engine: Engine, artifacts: ArtifactStore, box: callbacks.SecretBox,
+                 executor: ThreadPoolExecutor):
+        self.settings, self.engine, self.artifacts, self.box, self.executor = settings, engine, artifacts, box, executor
+
+    async def _blocking(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _prepare(self, inp: AttemptInput) -> tuple[str, bytes, list[str]]:
+        """The URL, the body (the job as GET job shows it) and the signing secrets."""
+        with session_scope(self.engine) as session:
+            job = session.get(Job, inp.job_id)
+            delivery = callbacks.open_delivery(session, inp.delivery_id, job)
+            result = self.artifacts.get_bytes(job.result_key) if job.status == "completed" else None
+            secrets = callbacks.signing_secrets(session, self.box, job.company_id,
+                                                self.settings.webhook_secret_grace_seconds)
+            return delivery.url, orjson.dumps(job_body(job, result)), secrets
+
+    def _record(self, inp: AttemptInput, outcome: str, status: int | None, error: str | None, ms: int,
+                next_delay: float | None) -> None:
+        with session_scope(self.engine) as session:
+            delivery = callbacks.open_delivery(session, inp.delivery_id, session.get(Job, inp.job_id))
+            next_at = utcnow() + timedelta(seconds=next_delay) if next_delay is not None else None
+            callbacks.record_attempt(session, delivery, inp.attempt, outcome, status, error, ms, next_at)
+
+    @activity.defn(name="deliver_callback")
+    async def deliver_callback(self, inp: AttemptInput) -> AttemptOutput:
+        url, body, secrets = await self._blocking(self._prepare, inp)
+        s = self.settings
+        attempt = await deliver(url, body, webhook_headers(inp.delivery_id, int(time.time()), body, secrets),
+                                allow_cidrs=s.callback_allow_cidrs, ca_bundle=s.callback_ca_bundle,
+                                timeout=s.callback_timeout_seconds, max_response_bytes=s.callback_max_response_bytes)
+        next_delay = None
+        if attempt.outcome not in _FINAL and inp.next_delay_seconds is not None:
+            next_delay = attempt.retry_after_seconds if attempt.retry_after_seconds is not None \
+                else inp.next_delay_seconds
+        log.info("callback %s of job %s attempt %d: %s %s", inp.delivery_id, inp.job_id, inp.attempt,
+                 attempt.outcome, attempt.status_code or attempt.error)
+        await self._blocking(self._record, inp, attempt.outcome, attempt.status_code, attempt.error,
+                             attempt.duration_ms, next_delay)
+        return AttemptOutput(outcome=attempt.outcome, status_code=attempt.status_code, next_delay_seconds=next_delay)

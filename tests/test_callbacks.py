@@ -1,0 +1,269 @@
+"""Callbacks end to end: a real HTTPS receiver on localhost (private CA, reached through the allow-list), the
+real dev server and workers; the full multi-day schedule under the time-skipping test server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from standardwebhooks import Webhook
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from dataapi import callbacks
+from dataapi.db import session_scope
+from dataapi.messages import AttemptInput, AttemptOutput, CallbackInput
+from tests.receiver import Reply
+from tests.test_data_api import Tenant, bearer, execute, wait_job
+from tests.test_query_durability import _until, _worker_process
+from worker import build_callback_worker, build_query_worker
+from workflows.callback import CallbackWorkflow
+
+FAST_SCHEDULE = [0, 0.3, 0.3, 0.3, 0.3]
+
+
+@pytest.fixture
+def cb_settings(stack_settings, pki):
+    return stack_settings.model_copy(update={
+        "callback_allow_cidrs": ["127.0.0.0/8", "::1/128"], "callback_ca_bundle": str(pki / "ca.pem"),
+        "callback_schedule_seconds": FAST_SCHEDULE, "callback_jitter": 0.0, "callback_timeout_seconds": 5.0})
+
+
+@pytest.fixture
+async def cb_stack(cb_settings, temporal_env):
+    from api.app import create_app
+    from dataapi.db import make_engine
+
+    engine = make_engine(cb_settings.resolved_database_url)
+    app = create_app(cb_settings, engine, temporal_env.client)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
+        yield app, api
+    engine.dispose()
+
+
+@pytest.fixture
+async def workers(cb_settings, temporal_env):
+    async with build_query_worker(temporal_env.client, cb_settings), \
+            build_callback_worker(temporal_env.client, cb_settings):
+        yield
+
+
+async def _submit(tenant: Tenant, api, token: str, url: str, endpoint="default/relatorio-mensal",
+                  params=None) -> dict:
+    r = await execute(api, token, endpoint, params or {"mes": "2026-03"}, callback_url=url)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+async def _callback_done(api, token, polling_url, within=20.0) -> dict:
+    async def done():
+        job = (await api.get(polling_url, headers=bearer(token))).json()
+        return job if job["callback"]["status"] != "pending" else None
+
+    return await _until(done, within)
+
+
+def _secret(tenant: Tenant) -> str:
+    with session_scope(tenant.ctx.engine) as s:
+        return callbacks.current_secret(s, tenant.ctx.box, tenant.company_id)
+
+
+async def test_signed_callback_carries_the_job_as_get_job_shows_it(cb_stack, workers, receiver):
+    app, api = cb_stack
+    tenant = Tenant(app, api)
+    token = await tenant.token()
+    accepted = await _submit(tenant, api, token, receiver.url("localhost"))
+    job = await _callback_done(api, token, accepted["polling_url"])
+    assert job["callback"]["status"] == "delivered" and job["callback"]["attempts"] == 1
+    assert job["callback"]["last_http_status"] == 200 and job["callback"]["next_attempt_at"] is None
+
+    [req] = receiver.requests
+    headers = {k: v for k, v in req.headers.items() if k.startswith("webhook-")}
+    Webhook(_secret(tenant)).verify(req.body, headers)  # raises when the signature is wrong
+    assert headers["webhook-id"] == job["callback"]["webhook_id"]
+    assert req.headers["host"] == f"localhost:{receiver.port}" and receiver.sni == ["localhost"]
+    sent = orjson.loads(req.body)
+    assert sent == {k: v for k, v in job.items() if k != "callback"}
+    assert sent["status"] == "completed" and sent["result"]["row_count"] > 0
+
+
+async def test_retries_share_one_webhook_id_until_success(cb_stack, workers, receiver):
+    app, api = cb_stack
+    tenant = Tenant(app, api)
+    token = await tenant.token()
+    receiver.replies.extend([Reply(500), Reply(500), Reply(500), Reply(200)])
+    accepted = await _submit(tenant, api, token, receiver.url("localhost"))
+    job = await wait_job(api, token, accepted["polling_url"])
+    assert job["status"] == "completed"  # the job's fate never waits on its callback
+    job = await _callback_done(api, token, accepted["polling_url"])
+    assert job["callback"]["status"] == "delivered" and job["callback"]["attempts"] == 4
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    assert len(receiver.requests) == 4 and ids == {job["callback"]["webhook_id"]}
+    with session_scope(tenant.ctx.engine) as s:
+        log = callbacks.attempts_of(s, job["callback"]["webhook_id"])
+    assert [(a.attempt, a.outcome, a.status_code) for a in log] == [
+        (1, "retry", 500), (2, "retry", 500), (3, "retry", 500), (4, "delivered", 200)]
+
+
+async def test_gone_stops_and_redirects_are_not_followed(cb_stack, workers, receiver):
+    app, api = cb_stack
+    tenant = Tenant(app, api)
+    token = await tenant.token()
+    receiver.replies.append(Reply(410))
+    polling_url = (await _submit(tenant, api, token, receiver.url("localhost")))["polling_url"]
+    job = await _callback_done(api, token, polling_url)
+    assert job["callback"]["status"] == "failed" and job["callback"]["attempts"] == 1
+    assert job["callback"]["last_http_status"] == 410 and len(receiver.requests) == 1
+
+    receiver.requests.clear()
+    elsewhere = receiver.url("localhost", "/elsewhere")
+    receiver.replies.extend([Reply(302, headers={"location": elsewhere}), Reply(200)])
+    polling_url = (await _submit(tenant, api, token, receiver.url("localhost")))["polling_url"]
+    job = await _callback_done(api, token, polling_url)
+    assert job["callback"]["status"] == "delivered" and job["callback"]["attempts"] == 2
+    assert [r.path for r in receiver.requests] == ["/hook", "/hook"]
+
+
+async def test_every_attempt_failing_ends_failed_and_the_job_stays_completed(cb_stack, workers, receiver):
+    app, api = cb_stack
+    tenant = Tenant(app, api)
+    token = await tenant.token()
+    receiver.replies.extend([Reply(503)] * len(FAST_SCHEDULE))
+    accepted = await _submit(tenant, api, token, receiver.url("localhost"))
+    job = await _callback_done(api, token, accepted["polling_url"])
+    assert job["status"] == "completed" and job["callback"]["status"] == "failed"
+    assert job["callback"]["attempts"] == len(FAST_SCHEDULE) == len(receiver.requests)
+
+
+async def test_failed_job_is_called_back_with_its_error(cb_stack, workers, receiver):
+    app, api = cb_stack
+    tenant = Tenant(app, api)
+    token = await tenant.token()
+    tenant.endpoint(slug="quebra", execution_mode="async", sql="SELECT CAST($v AS INTEGER) AS n",
+                    parameters=[{"name": "v", "type": "string"}])
+    accepted = await _submit(tenant, api, token, receiver.url("localhost"), "default/quebra", {"v": "x"})
+    job = await _callback_done(api, token, accepted["polling_url"])
+    sent = orjson.loads(receiver.requests[0].body)
+    assert sent["status"] == job["status"] == "failed" and sent["error"] == job["error"] and sent["result"] is None
+
+
+async def test_rotation_sends_both_signatures_and_redelivery_gets_a_new_id(cb_stack, workers, receiver):
+    app, api = cb_stack
+    tenant = Tenant(app, api)
+    token = await tenant.token()
+    admin = await tenant.token(policies=("CompanyAdmin",))
+    old = (await api.get("/api/v1/admin/webhook-secret", headers=bearer(admin))).json()["secret"]
+    rotated = await api.post("/api/v1/admin/webhook-secret/rotate", headers=bearer(admin))
+    assert rotated.status_code == 200
+    new = rotated.json()["secret"]
+    assert old.startswith("whsec_") and new.startswith("whsec_") and new != old
+    assert rotated.json()["previous_secrets_signing"] == 1
+
+    accepted = await _submit(tenant, api, token, receiver.url("localhost"))
+    first = await _callback_done(api, token, accepted["polling_url"])
+    [req] = receiver.requests
+    headers = {k: v for k, v in req.headers.items() if k.startswith("webhook-")}
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):  # a receiver holding either secret verifies
+        Webhook(secret).verify(req.body, headers)
+
+    r = await api.post(accepted["polling_url"] + "/callback/redeliver", headers=bearer(token))
+    assert r.status_code == 202 and r.json()["webhook_id"] != first["callback"]["webhook_id"]
+    await _until(lambda: _count(receiver, 2), within=20)
+    assert receiver.requests[1].headers["webhook-id"] == r.json()["webhook_id"]
+    assert receiver.requests[1].body == req.body
+
+
+async def _count(receiver, n: int) -> bool:
+    return len(receiver.requests) >= n
+
+
+async def test_callback_url_is_checked_at_submission(stack, api_of_stack):
+    api, tenant = api_of_stack
+    token = await tenant.token()
+    for url in ("http://example.com/hook", "https://127.0.0.1/hook", "https://2130706433/", "https://0x7f.1/",
+                "https://user@example.com/", "https://[::1]/", "https://169.254.169.254/latest", "ftp://x/",
+                "https://10.0.0.8/", "not a url", 42):
+        r = await execute(api, token, "default/relatorio-mensal", {"mes": "2026-03"}, callback_url=url)
+        assert r.status_code == 422 and r.json()["code"] == "INVALID_CALLBACK_URL", url
+
+
+@pytest.fixture
+async def api_of_stack(stack):
+    transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
+        yield api, Tenant(stack, api)
+
+
+async def test_worker_killed_between_attempts_loses_nothing(cb_stack, cb_settings, temporal_env, receiver):
+    app, api = cb_stack
+    settings = cb_settings.model_copy(update={"callback_schedule_seconds": [0, 4]})
+    app.state.ctx.settings = settings
+    tenant = Tenant(app, api)
+    token = await tenant.token()
+    receiver.replies.extend([Reply(500), Reply(200)])
+    env = {"DATAAPI_CALLBACK_ALLOW_CIDRS": '["127.0.0.0/8", "::1/128"]',
+           "DATAAPI_CALLBACK_CA_BUNDLE": settings.callback_ca_bundle}
+    async with build_query_worker(temporal_env.client, settings):
+        proc = _worker_process(settings, queues="callbacks", extra_env=env)
+        try:
+            accepted = await _submit(tenant, api, token, receiver.url("localhost"))
+            await _until(lambda: _count(receiver, 1), within=20)
+            proc.kill()
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        await asyncio.sleep(5)  # past the second attempt's time: nobody was there to make it
+        assert len(receiver.requests) == 1
+        async with build_callback_worker(temporal_env.client, settings):
+            job = await _callback_done(api, token, accepted["polling_url"], within=30)
+    assert job["callback"]["status"] == "delivered" and job["callback"]["attempts"] == 2
+    assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1 and len(receiver.requests) == 2
+
+
+# --- the full schedule, in virtual time ------------------------------------------------------------------
+
+async def test_full_retry_schedule_under_time_skipping():
+    from dataapi.settings import Settings
+
+    schedule = Settings().callback_schedule_seconds
+    seen: list[tuple[int, float | None]] = []
+    times = []
+
+    @activity.defn(name="deliver_callback")
+    async def always_failing(inp: AttemptInput) -> AttemptOutput:  # the receiver is down for three days
+        seen.append((inp.attempt, inp.next_delay_seconds))
+        times.append(activity.info().current_attempt_scheduled_time)
+        return AttemptOutput("retry", 503, inp.next_delay_seconds)
+
+    server = Path(sys.executable).parent / "temporal-test-server"
+    async with await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(server)) as env:
+        queue = f"cb-{uuid.uuid4().hex[:8]}"
+        async with Worker(env.client, task_queue=queue, workflows=[CallbackWorkflow], activities=[always_failing]):
+            handle = await env.client.start_workflow(
+                CallbackWorkflow.run, CallbackInput("msg_t", "job", schedule, 0.1), id=f"cb-{uuid.uuid4().hex}",
+                task_queue=queue)
+            assert await handle.result() == "failed"
+            desc = await handle.describe()
+    assert desc.status == WorkflowExecutionStatus.COMPLETED
+    assert [a for a, _ in seen] == list(range(1, len(schedule) + 1))
+    for (_, delay), planned in zip(seen, schedule[1:] + [None], strict=True):
+        if planned is None:
+            assert delay is None
+        else:
+            assert planned * 0.9 <= delay <= planned * 1.1
+    # The attempts happened that far apart in (virtual) time: about three days in all.
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    for gap, (_, delay) in zip(gaps, seen, strict=False):
+        assert delay - 1 <= gap <= delay + 5
+    assert timedelta(days=2.5) < times[-1] - times[0] < timedelta(days=3.5)
