@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 
 from activities.callbacks import CallbackActivities
 from activities.duck import CompanyDatabases
+from activities.jobs import JobActivities
 from activities.query import QueryActivities
 from dataapi import temporal
 from dataapi.artifacts import LocalArtifactStore
@@ -21,10 +22,11 @@ from dataapi.db import make_engine
 from dataapi.secrets import secret_key
 from dataapi.settings import Settings
 from workflows.callback import CallbackWorkflow
+from workflows.job import RepositoryJobWorkflow
 from workflows.query import QueryWorkflow
 
 log = logging.getLogger("dataapi.worker")
-QUEUES = ("queries", "callbacks")
+QUEUES = ("queries", "jobs", "callbacks")
 
 
 def build_query_worker(client: Client, settings: Settings) -> Worker:
@@ -54,7 +56,19 @@ def build_callback_worker(client: Client, settings: Settings) -> Worker:
                   activities=[acts.deliver_callback], max_concurrent_activities=50)
 
 
-BUILDERS = {"queries": build_query_worker, "callbacks": build_callback_worker}
+def build_job_worker(client: Client, settings: Settings) -> Worker:
+    """Repository jobs: long runs in their own processes, on a queue of their own."""
+    acts = JobActivities(
+        engine=make_engine(settings.resolved_database_url),
+        artifacts=LocalArtifactStore(settings.resolved_artifact_dir), work_dir=settings.var_dir / "work",
+        executor=ThreadPoolExecutor(max_workers=settings.job_workers * 2 + 2, thread_name_prefix="job"),
+    )
+    return Worker(client, task_queue=settings.task_queue_jobs, workflows=[RepositoryJobWorkflow],
+                  activities=[acts.run_repository_job, acts.fail_repository_job],
+                  max_concurrent_activities=settings.job_workers)
+
+
+BUILDERS = {"queries": build_query_worker, "callbacks": build_callback_worker, "jobs": build_job_worker}
 
 
 async def run_worker(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:

@@ -14,7 +14,7 @@ from api.auth import requires
 from api.errors import ApiError, JSONResponse
 from api.openapi import json_body, responses
 from api.requests import read_json_object
-from dataapi import callbacks, identity
+from dataapi import callbacks, identity, jobs
 from dataapi import endpoints as store
 from dataapi.db import session_scope
 from dataapi.identity import IdentityError
@@ -38,7 +38,7 @@ async def _in_company(request: Request, fn, *args):
             company = session.get(Company, claims.company_id)
             try:
                 return fn(session, company, *args)
-            except (DefinitionError, IdentityError, ValueError) as e:
+            except (DefinitionError, IdentityError, ValueError) as e:  # RepositoryError is a ValueError
                 raise ApiError(400, "INVALID_DEFINITION", str(e)) from None
 
     return await run_in_threadpool(run)
@@ -151,7 +151,7 @@ async def delete_share_context(request: Request) -> Response:
     raw = request.path_params["context_id"]
 
     def delete(session, company):
-        row = session.get(ShareContextRow, int(raw)) if raw.isdigit() and len(raw) < 18 else None
+        row = session.get(ShareContextRow, int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 18 else None
         if row is None or row.company_id != company.id:
             raise _not_found("Share context")
         session.delete(row)
@@ -213,6 +213,54 @@ async def revoke_key(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# --- repositories (Jobs API) ----------------------------------------------------------------------------
+
+def _upsert_repository(session, company, data):
+    from activities.runners import validate_code  # pure Python: safe in the API process
+
+    repo, created = jobs.upsert_repository(session, company.id, data, validate_code)
+    return jobs.describe_repository(repo, with_code=True), created
+
+
+@requires("admin:repositories")
+async def list_repositories(request: Request) -> Response:
+    return JSONResponse(await _in_company(request, lambda s, c: [
+        jobs.describe_repository(r) for r in jobs.list_repositories(s, c.id)]))
+
+
+@requires("admin:repositories")
+async def create_repository(request: Request) -> Response:
+    data = await read_json_object(request)
+
+    def create(session, company):
+        if isinstance(data.get("id"), str) and jobs.find_repository(session, company.id, data["id"]):
+            raise ApiError(409, "CONFLICT", f"Repository {data['id']} already exists; use PUT to change it")
+        return _upsert_repository(session, company, data)[0]
+
+    return JSONResponse(await _in_company(request, create), status_code=201)
+
+
+@requires("admin:repositories")
+async def put_repository(request: Request) -> Response:
+    data = await read_json_object(request)
+    repo_id = request.path_params["repo_id"]
+    if data.get("id", repo_id) != repo_id:
+        raise ApiError(400, "INVALID_DEFINITION", "id in the body must match the path")
+    body, created = await _in_company(request, lambda s, c: _upsert_repository(s, c, {**data, "id": repo_id}))
+    return JSONResponse(body, status_code=201 if created else 200)
+
+
+@requires("admin:repositories")
+async def get_repository(request: Request) -> Response:
+    def get(session, company):
+        repo = jobs.find_repository(session, company.id, request.path_params["repo_id"])
+        if repo is None:
+            raise _not_found("Repository")
+        return jobs.describe_repository(repo, with_code=True)
+
+    return JSONResponse(await _in_company(request, get))
+
+
 # --- webhook signing secret --------------------------------------------------------------------------
 
 @requires("admin:webhooks")
@@ -247,6 +295,10 @@ routes = [
     Route(PREFIX + "/users", create_user, methods=["POST"]),
     Route(PREFIX + "/users/{name}/keys", create_key, methods=["POST"]),
     Route(PREFIX + "/keys/{key_id}", revoke_key, methods=["DELETE"]),
+    Route(PREFIX + "/repositories", list_repositories, methods=["GET"]),
+    Route(PREFIX + "/repositories", create_repository, methods=["POST"]),
+    Route(PREFIX + "/repositories/{repo_id}", get_repository, methods=["GET"]),
+    Route(PREFIX + "/repositories/{repo_id}", put_repository, methods=["PUT"]),
     Route(PREFIX + "/webhook-secret", get_webhook_secret, methods=["GET"]),
     Route(PREFIX + "/webhook-secret/rotate", rotate_webhook_secret, methods=["POST"]),
 ]
@@ -256,11 +308,14 @@ _LIST = {"type": "array", "items": _OBJ}
 _SEC = [{"bearer": []}]
 
 
-def _op(summary: str, ok: dict, *errors: int, body: bool = False, status: int = 200, params=()) -> dict:
+def _op(summary: str, ok: dict, *errors: int, body: bool = False, status: int = 200, params=(),
+        may_create: bool = False) -> dict:
     op = {"summary": summary, "tags": ["admin"], "security": _SEC,
           "responses": responses(ok, *errors, ok_status=status)}
     if status == 204:
         op["responses"]["204"] = {"description": "Done"}
+    if may_create:  # an idempotent PUT answers 201 when the object did not exist yet
+        op["responses"]["201"] = {**op["responses"][str(status)], "description": "Created"}
     if body:
         op["requestBody"] = json_body(_OBJ)
     if params:
@@ -275,7 +330,8 @@ OPENAPI = {
         "post": _op("Create an endpoint", _OBJ, 400, 401, 403, 409, 413, 415, body=True, status=201)},
     PREFIX + "/endpoints/{namespace}/{slug}": {
         "get": _op("Read an endpoint", _OBJ, 401, 403, 404, params=_EP),
-        "put": _op("Create or replace an endpoint (idempotent)", _OBJ, 400, 401, 403, 413, 415, body=True, params=_EP),
+        "put": _op("Create or replace an endpoint (idempotent)", _OBJ, 400, 401, 403, 413, 415, body=True, params=_EP,
+                   may_create=True),
         "delete": _op("Delete an endpoint that never ran", _OBJ, 401, 403, 404, 409, status=204, params=_EP)},
     PREFIX + "/share-contexts": {
         "get": _op("List share contexts", _LIST, 401, 403),
@@ -288,6 +344,14 @@ OPENAPI = {
     PREFIX + "/users/{name}/keys": {
         "post": _op("Create an API key (the secret is returned once)", _OBJ, 400, 401, 403, 404, status=201,
                     params=("name",))},
+    PREFIX + "/repositories": {
+        "get": _op("List the company's job repositories", _LIST, 401, 403),
+        "post": _op("Register a repository (python files + entry point, or a DuckDB script)", _OBJ, 400, 401, 403,
+                    409, body=True, status=201)},
+    PREFIX + "/repositories/{repo_id}": {
+        "get": _op("Read a repository", _OBJ, 401, 403, 404, params=("repo_id",)),
+        "put": _op("Create or replace a repository (idempotent)", _OBJ, 400, 401, 403, body=True,
+                   params=("repo_id",))},
     PREFIX + "/webhook-secret": {
         "get": _op("The company's webhook signing secret (whsec_...)", _OBJ, 401, 403)},
     PREFIX + "/webhook-secret/rotate": {

@@ -15,7 +15,10 @@ from typing import Protocol
 
 class ArtifactStore(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_file(self, key: str, source: Path) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
+    def get_file(self, key: str, target: Path) -> None: ...
+    def local_path(self, key: str) -> Path | None: ...
     def exists(self, key: str) -> bool: ...
     def delete_prefix(self, prefix: str) -> None: ...
 
@@ -38,23 +41,47 @@ class LocalArtifactStore:
     def path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def _write(self, key: str, fill) -> None:
+        """Writes through a temporary file renamed into place, so readers never see half an artifact."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                fill(f)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._write(key, lambda f: f.write(data))
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Streams a file in (never whole in memory)."""
+
+        def copy(f):
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+
+        self._write(key, copy)
 
     def get_bytes(self, key: str) -> bytes:
         try:
             return self.path(key).read_bytes()
         except FileNotFoundError:
             raise ArtifactNotFound(key) from None
+
+    def get_file(self, key: str, target: Path) -> None:
+        try:
+            shutil.copyfile(self.path(key), target)
+        except FileNotFoundError:
+            raise ArtifactNotFound(key) from None
+
+    def local_path(self, key: str) -> Path | None:
+        """A path to read the artifact from directly (a local store has one), for streaming responses."""
+        path = self.path(key)
+        return path if path.is_file() else None
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()

@@ -121,8 +121,13 @@ def _definitions(path: str, company: str | None) -> tuple[str, list]:
 
     try:
         data = yaml.safe_load(open(path, encoding="utf-8").read())
-    except (OSError, yaml.YAMLError) as e:
+    except OSError as e:
         raise CliError(f"cannot read {path}: {e}") from None
+    except yaml.YAMLError as e:  # its text spans several lines (context, a caret); an error here is one line
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise CliError(f"cannot read {path}: {reason}{where}") from None
     if isinstance(data, dict) and "endpoints" in data:
         company = company or data.get("company")
         data = data["endpoints"]
@@ -210,6 +215,35 @@ def cmd_webhooks(args, settings: Settings, rotate: bool) -> None:
         print(json.dumps(callbacks.describe_secrets(s, box, company.id, settings.webhook_secret_grace_seconds)))
 
 
+def repository_code(runner: str, path: Path, entry: str, outputs: list[str], result: str | None) -> dict:
+    """A repository's code from disk: a folder of files (python) or a .sql script (sql)."""
+    if runner == "python":
+        if not path.is_dir():
+            raise CliError(f"{path} is not a folder")
+        files = {p.relative_to(path).as_posix(): p.read_text(encoding="utf-8")
+                 for p in sorted(path.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+        return {"files": files, "entry_point": entry}
+    return {"script": path.read_text(encoding="utf-8"), "outputs": outputs, "result": result}
+
+
+def cmd_repositories_create(args, settings: Settings) -> None:
+    from activities.runners import validate_code
+    from dataapi import jobs
+
+    try:
+        data = {"name": args.name, "runner": args.runner,
+                "code": repository_code(args.runner, Path(args.path), args.entry, args.output or [], args.result),
+                "default_params": json.loads(args.params), "metadata": json.loads(args.metadata)}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CliError(str(e)) from None
+    if args.id:
+        data["id"] = args.id
+    with session_scope(_engine(settings)) as s:
+        company = identity.require_company(s, args.company)
+        repo, created = jobs.upsert_repository(s, company.id, data, validate_code)
+        print(json.dumps({"repository_id": repo.repo_id, "created": created}))
+
+
 # --- parser ------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     w = add(sub, "worker", cmd_worker, "Run a Temporal worker")
-    w.add_argument("--queues", default="queries,callbacks", help="task queues to serve (default: all)")
+    w.add_argument("--queues", default="queries,jobs,callbacks", help="task queues to serve (default: all)")
 
     db = sub.add_parser("db", help="Metadata store").add_subparsers(dest="db_command", required=True)
     add(db, "upgrade", cmd_db_upgrade, "Apply the migrations")
@@ -283,6 +317,20 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--api-key")
     sc.add_argument("--endpoint", help="namespace/slug (default: every endpoint)")
     sc.add_argument("--rules", required=True, help='JSON, e.g. {"regiao": {"allowed": ["Sul"]}}')
+    repos = sub.add_parser("repositories", help="Job repositories (Jobs API)").add_subparsers(
+        dest="repositories_command", required=True)
+    rc = add(repos, "create", cmd_repositories_create, "Register (or update, with --id) a repository")
+    rc.add_argument("--company", required=True)
+    rc.add_argument("--name", required=True)
+    rc.add_argument("--runner", choices=["python", "sql"], required=True)
+    rc.add_argument("--path", required=True, help="python: the repository folder; sql: the .sql script")
+    rc.add_argument("--id", help="repository_id (default: generated)")
+    rc.add_argument("--entry", default="main.py", help="python entry point inside the folder")
+    rc.add_argument("--output", action="append", help="sql: a table written to output/ (repeatable)")
+    rc.add_argument("--result", help="sql: the query whose rows make result.json")
+    rc.add_argument("--params", default="{}", help="default params (JSON object)")
+    rc.add_argument("--metadata", default="{}", help="metadata (JSON object)")
+
     webhooks = sub.add_parser("webhooks", help="Webhook signing secrets").add_subparsers(
         dest="webhooks_command", required=True)
     for name, rotate, help_ in (("secret", False, "Print the company's webhook signing secret"),
@@ -296,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args, get_settings())
-    except (CliError, identity.IdentityError, ValueError) as e:
+    except (CliError, identity.IdentityError, ValueError) as e:  # RepositoryError is a ValueError
         print(f"dataapi: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -119,6 +119,14 @@ def user_policies(session: Session, user_id: int) -> list[str]:
     return sorted(session.exec(select(UserPolicy.policy).where(UserPolicy.user_id == user_id)).all())
 
 
+def grant_policies(session: Session, user: User, policies: list[str]) -> None:
+    """Adds the policies the user does not hold yet."""
+    check_policies(policies)
+    for p in set(policies) - set(user_policies(session, user.id)):
+        session.add(UserPolicy(user_id=user.id, policy=p))
+    session.flush()
+
+
 def set_user_disabled(session: Session, user: User, disabled: bool) -> None:
     user.disabled = disabled
     session.add(user)

@@ -72,3 +72,29 @@ class AttemptOutput:
     outcome: str  # delivered | retry | gone | refused
     status_code: int | None = None
     next_delay_seconds: float | None = None  # the wait actually chosen (Retry-After wins); None: no more attempts
+
+
+@dataclass
+class JobInput:
+    """One repository job. Its files (inputs, params.json, the code snapshot repo.json) are in the artifact
+    store under ``prefix``; only names travel through Temporal."""
+
+    job_id: str
+    company_slug: str
+    prefix: str
+    inputs: list[str]
+    time_limit_seconds: float
+    memory_bytes: int
+    heartbeat_seconds: float = 10.0
+
+
+@dataclass
+class JobOutput:
+    status: str  # completed | failed
+    error: str | None = None
+
+
+@dataclass
+class JobFailure:
+    job_id: str
+    error: str

@@ -169,3 +169,43 @@ class CallbackAttempt(SQLModel, table=True):
     status_code: int | None = None
     error: str | None = Field(default=None, max_length=300)
     duration_ms: int = 0
+
+
+class Repository(SQLModel, table=True):
+    """Analytics code a company registers to run as jobs (Jobs API). ``code`` is JSON: python files and an
+    entry point, or a DuckDB script with output tables and a result query."""
+
+    __tablename__ = "repositories"
+    __table_args__ = (UniqueConstraint("company_id", "repo_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="companies.id", index=True)
+    repo_id: str = Field(max_length=64, index=True)  # the public repository_id
+    name: str = Field(max_length=200)
+    runner: str = Field(max_length=20)  # python | sql
+    code: str
+    default_params: str = "{}"
+    repo_metadata: str = "{}"
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RepoJob(SQLModel, table=True):
+    """One run of a repository; its id (a UUID) is the Temporal workflow id. Visible only under the same
+    organization (company), application and client."""
+
+    __tablename__ = "repo_jobs"
+    id: str = Field(max_length=64, primary_key=True)
+    company_id: int = Field(foreign_key="companies.id", index=True)
+    repository_id: int = Field(foreign_key="repositories.id", index=True)
+    application_id: str = Field(max_length=200)
+    client_id: str = Field(max_length=200)
+    created_by: str = Field(max_length=200)
+    status: str = Field(default="processing", max_length=20)  # processing | completed | failed | deleted
+    inputs: str = "[]"  # JSON list of input file names
+    params: str = "{}"
+    has_params: bool = False
+    job_metadata: str = "{}"
+    error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                                          index=True))
+    completed_at: datetime | None = _ts()

@@ -11,6 +11,9 @@ ACTIONS: dict[str, str] = {
     "admin:endpoints": "Create, change and list visualization endpoints and share contexts",
     "admin:repositories": "Register and change job repositories",
     "admin:webhooks": "Read and rotate the company's webhook signing secret",
+    "jobs:execute": "Create jobs of the company's repositories (Jobs API)",
+    "jobs:read": "List jobs and read their status, result, params, output and logs",
+    "jobs:delete": "Delete jobs (a running one is cancelled)",
 }
 
 _DATA_API = ("data_api:execute", "data_api:get_job")
@@ -19,6 +22,7 @@ POLICIES: dict[str, tuple[str, ...]] = {
     "VisualizationViewer": _DATA_API,
     "VisualizationManager": (*_DATA_API, "admin:endpoints"),
     "DataAPIConsumer": _DATA_API,
+    "JobsAPIConsumer": ("jobs:execute", "jobs:read", "jobs:delete"),
     "CompanyAdmin": tuple(ACTIONS),
 }
 

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     callback_ca_bundle: str | None = None  # extra CA certificates (PEM file) for receivers with private certs
     webhook_secret_grace_seconds: float = 86_400.0  # after a rotation the old secret also signs this long
 
+    # Jobs API: uploads and repository runs
+    upload_max_bytes: int = 200 << 20  # a multipart body over this gets 413
+    job_time_limit_seconds: float = 3600.0
+    job_memory_bytes: int = 2 << 30
+    job_heartbeat_seconds: float = 10.0  # a killed worker's job is retried after this
+    job_workers: int = 2  # concurrent jobs per worker process
+
     log_level: str = "INFO"
 
     @field_validator("var_dir", "data_dir", "artifact_dir", mode="after")

@@ -14,12 +14,18 @@ import yaml
 from dataapi import identity
 from dataapi.db import make_engine, session_scope
 from dataapi.endpoints import parse_definition, upsert_endpoint
+from dataapi.jobs import upsert_repository
 from dataapi.secrets import secret_key
 from dataapi.settings import Settings
 
 HERE = Path(__file__).parent
 COMPANY = "acme"
 USER = "demo-integration"
+POLICIES = ["DataAPIConsumer", "JobsAPIConsumer"]
+REPOSITORY = {"id": "202009231629398695", "name": "Test Repository", "runner": "python",
+              "default_params": {"a": 10, "b": 20, "hyperparam": "Hyperparam_Example"},
+              "metadata": {"name": "Test Repository", "more_data": 42}}
+APPLICATION_ID, CLIENT_ID = "demo-app", "demo-client"
 REGIONS = ["Norte", "Nordeste", "Centro-Oeste", "Sudeste", "Sul"]
 PRODUCTS = ["Notebook", "Monitor", "Teclado", "Mouse", "Cadeira", "Mesa", "Headset", "Webcam"]
 
@@ -46,13 +52,15 @@ def endpoint_file() -> Path:
 def bootstrap_demo(settings: Settings) -> str:
     """Creates what is missing of the demo (idempotent) and returns the text to print."""
     from activities.duck import CompanyDatabases  # DuckDB only where data is loaded
+    from activities.runners import validate_code
 
     engine = make_engine(settings.resolved_database_url)
     creds_path = settings.var_dir / "demo-credentials.json"
     with session_scope(engine) as s:
         company = identity.get_company(s, COMPANY) or identity.create_company(s, COMPANY, "ACME Ltda.")
-        if identity.get_user(s, company, USER) is None or not creds_path.exists():
-            user = identity.get_user(s, company, USER) or identity.create_user(s, company, USER, ["DataAPIConsumer"])
+        user = identity.get_user(s, company, USER) or identity.create_user(s, company, USER, POLICIES)
+        identity.grant_policies(s, user, POLICIES)  # a demo from before the Jobs API gains its policy
+        if not creds_path.exists():
             key, secret = identity.create_api_key(s, identity.SecretHasher(secret_key(settings)), company, user)
             creds = {"company_slug": COMPANY, "api_key": key.key_id, "api_secret": secret}
             fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -61,6 +69,8 @@ def bootstrap_demo(settings: Settings) -> str:
         spec = yaml.safe_load(endpoint_file().read_text())
         for d in spec["endpoints"]:
             upsert_endpoint(s, company, parse_definition(d, settings.default_max_rows, settings.max_rows_cap))
+        code = {"files": {"main.py": (HERE / "repository" / "main.py").read_text()}, "entry_point": "main.py"}
+        upsert_repository(s, company.id, {**REPOSITORY, "code": code}, validate_code)
     engine.dispose()
 
     databases = CompanyDatabases(settings.resolved_data_dir)
@@ -80,4 +90,9 @@ Step 1 of the guide:
   export API_BASE_URL="{settings.base_url}"
   curl -X POST "$API_BASE_URL/api/v1/auth/api-key" -H "Content-Type: application/json" \\
     -d '{json.dumps(creds)}'
+
+Jobs API (repository_id {REPOSITORY["id"]}, application_id {APPLICATION_ID}, client_id {CLIENT_ID}):
+  curl -X POST "$API_BASE_URL/api/v1/job/execute" -H "username: demo" -H "organization_id: {COMPANY}" \\
+    -H "application_id: {APPLICATION_ID}" -H "client_id: {CLIENT_ID}" -H "repository_id: {REPOSITORY["id"]}" \\
+    -H "x-api-key: {creds["api_key"]}.{creds["api_secret"]}" -F 'params={{"a": 10, "b": 20}}'
 """

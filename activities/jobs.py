@@ -1,0 +1,135 @@
+"""The repository-job activity: stage inputs → run the repository in its own process → pack output and logs
+→ persist. The job folder is local scratch space; everything that outlives the attempt goes to the artifact
+store, so a retry on another worker starts again from there."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import threading
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from temporalio import activity
+
+from activities.runners import RunLimits, RunResult, run_job
+from dataapi import jobs
+from dataapi.artifacts import ArtifactNotFound, ArtifactStore
+from dataapi.db import session_scope
+from dataapi.messages import JobFailure, JobInput, JobOutput
+from dataapi.models import RepoJob
+
+log = logging.getLogger("dataapi.activities.jobs")
+
+
+def zip_dir(src: Path, dest: Path) -> None:
+    """Packs a folder (relative names, files only, in a stable order)."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink()):
+            z.write(path, path.relative_to(src).as_posix())
+
+
+class StepLog:
+    """The platform's own log of a job's steps (logs/platform.log), next to the process's stdout and stderr."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(f"{stamp} {message}\n")
+
+
+class JobActivities:
+    def __init__(self, engine: Engine, artifacts: ArtifactStore, work_dir: Path, executor: ThreadPoolExecutor):
+        self.engine, self.artifacts, self.work_dir, self.executor = engine, artifacts, Path(work_dir), executor
+
+    async def _blocking(self, fn: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _status(self, job_id: str) -> str | None:
+        with session_scope(self.engine) as session:
+            job = session.get(RepoJob, job_id)
+            return job.status if job else None
+
+    def _stage(self, inp: JobInput, job_dir: Path, step: StepLog, attempt: int) -> dict:
+        shutil.rmtree(job_dir, ignore_errors=True)  # a retry starts from the artifact store again
+        for sub in ("inputs", "output", "logs"):
+            (job_dir / sub).mkdir(parents=True, exist_ok=True)
+        step(f"attempt {attempt}: staging {len(inp.inputs)} input file(s)")
+        for name in inp.inputs:
+            target = job_dir / "inputs" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.artifacts.get_file(f"{inp.prefix}/inputs/{name}", target)
+        self.artifacts.get_file(f"{inp.prefix}/params.json", job_dir / "params.json")
+        return json.loads(self.artifacts.get_bytes(f"{inp.prefix}/repo.json"))
+
+    def _persist(self, inp: JobInput, job_dir: Path, result: RunResult, step: StepLog) -> JobOutput:
+        if self._status(inp.job_id) != "processing":  # deleted while it ran: keep nothing
+            return JobOutput(status="failed", error="Job deleted")
+        status = "completed" if result.ok else "failed"
+        step(f"run finished in {result.duration_ms} ms: {status}" + (f" ({result.error})" if result.error else ""))
+        if result.ok:
+            self.artifacts.put_file(f"{inp.prefix}/result.json", job_dir / "result.json")
+            zip_dir(job_dir / "output", job_dir / "output.zip")
+            self.artifacts.put_file(f"{inp.prefix}/output.zip", job_dir / "output.zip")
+        step("packing logs")
+        zip_dir(job_dir / "logs", job_dir / "logs.zip")
+        self.artifacts.put_file(f"{inp.prefix}/logs.zip", job_dir / "logs.zip")
+        with session_scope(self.engine) as session:
+            jobs.finish_job(session, inp.job_id, status, None if result.ok else result.error)
+        return JobOutput(status=status, error=None if result.ok else result.error)
+
+    @activity.defn(name="run_repository_job")
+    async def run_repository_job(self, inp: JobInput) -> JobOutput:
+        job_dir = self.work_dir / inp.job_id
+        step = StepLog(job_dir / "logs" / "platform.log")
+        try:
+            repo = await self._blocking(self._stage, inp, job_dir, step, activity.info().attempt)
+        except ArtifactNotFound:  # deleted before it ran
+            shutil.rmtree(job_dir, ignore_errors=True)
+            return JobOutput(status="failed", error="Job deleted")
+        step(f"running the {repo['runner']} repository")
+        kills: list[Callable[[], None]] = []
+        cancelled = threading.Event()
+
+        def started(kill: Callable[[], None]) -> None:  # a cancel that came before the process existed wins
+            kills.append(kill)
+            if cancelled.is_set():
+                kill()
+
+        limits = RunLimits(time_limit_seconds=inp.time_limit_seconds, memory_bytes=inp.memory_bytes)
+        running = asyncio.ensure_future(self._blocking(
+            run_job, repo["runner"], repo["code"], job_dir, limits, started))
+        try:
+            while not running.done():
+                await asyncio.wait({running}, timeout=min(1.0, inp.heartbeat_seconds / 3))
+                activity.heartbeat()
+            result = running.result()
+            return await self._blocking(self._persist, inp, job_dir, result, step)
+        except asyncio.CancelledError:  # deleted (or cancelled from the UI): the process goes, its files too
+            cancelled.set()
+            for kill in kills:
+                kill()
+            await asyncio.wait({running}, timeout=10)
+            raise
+        finally:
+            await self._blocking(shutil.rmtree, job_dir, True)
+
+    @activity.defn(name="fail_repository_job")
+    async def fail_repository_job(self, inp: JobFailure) -> None:
+        """Records a failure the run itself could not (retries exhausted, timed out, cancelled)."""
+
+        def record():
+            with session_scope(self.engine) as session:
+                jobs.finish_job(session, inp.job_id, "failed", inp.error)
+
+        await self._blocking(record)

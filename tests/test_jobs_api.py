@@ -1,0 +1,334 @@
+"""The Jobs API end to end: multipart uploads over HTTP, the real dev server, a real worker running repositories
+in their own processes, output and log archives opened entry by entry."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+import uuid
+import zipfile
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from dataapi import identity
+from dataapi.db import session_scope
+from dataapi.demo import HERE as DEMO
+from dataapi.demo import REPOSITORY
+from dataapi.jobs import upsert_repository
+from dataapi.models import RepoJob
+from tests.conftest import unique_slug
+from tests.test_query_durability import _until, _worker_process
+from worker import build_job_worker
+
+SQL_REPO = {
+    "id": "vendas-sql", "name": "Vendas SQL", "runner": "sql", "default_params": {"minimo": 0},
+    "code": {"script": "CREATE TABLE resumo AS SELECT regiao, sum(valor) AS total FROM vendas "
+                       "WHERE valor >= getvariable('minimo') GROUP BY regiao ORDER BY regiao;",
+             "outputs": ["resumo"],
+             "result": "SELECT count(*) AS regioes, (SELECT count(*) FROM metas) AS metas FROM resumo"},
+}
+SLOW_PY = {"files": {"main.py": "import json, os, pathlib, time\n"
+                                 "p = json.loads(pathlib.Path('params.json').read_text())\n"
+                                 "pathlib.Path(p['pid_file']).write_text(str(os.getpid()))\n"
+                                 "time.sleep(p.get('sleep', 3))\n"
+                                 "pathlib.Path('result.json').write_text(json.dumps({'slept': p.get('sleep', 3)}))\n"},
+           "entry_point": "main.py"}
+FAILING_PY = {"files": {"main.py": "import sys\nprint('about to fail')\nprint('bad input', file=sys.stderr)\n"
+                                   "sys.exit(3)\n"}, "entry_point": "main.py"}
+
+
+class Org:
+    """A company with repositories and an integration user of the Jobs API."""
+
+    def __init__(self, app, api: httpx.AsyncClient, policies=("JobsAPIConsumer",)):
+        from activities.runners import validate_code
+
+        self.app, self.api, self.ctx = app, api, app.state.ctx
+        self.slug = unique_slug("org")
+        with session_scope(self.ctx.engine) as s:
+            company = identity.create_company(s, self.slug)
+            self.company_id = company.id
+            user = identity.create_user(s, company, "jobs-user", list(policies))
+            key, secret = identity.create_api_key(s, self.ctx.hasher, company, user)
+            demo = {"files": {"main.py": (DEMO / "repository" / "main.py").read_text()}, "entry_point": "main.py"}
+            for repo in ({**REPOSITORY, "code": demo}, SQL_REPO,
+                         {"id": "lento", "name": "Lento", "runner": "python", "code": SLOW_PY},
+                         {"id": "falha", "name": "Falha", "runner": "python", "code": FAILING_PY}):
+                upsert_repository(s, company.id, repo, validate_code)
+        self.key = f"{key.key_id}.{secret}"
+
+    def headers(self, repository: str | None = REPOSITORY["id"], application="app-1", client="client-1", **over):
+        h = {"username": "ana", "organization_id": self.slug, "application_id": application, "client_id": client,
+             "x-api-key": self.key}
+        if repository is not None:
+            h["repository_id"] = repository
+        h.update(over)
+        return {k: v for k, v in h.items() if v is not None}
+
+    async def submit(self, files=None, params=None, metadata=None, repository=REPOSITORY["id"], **headers):
+        data = {}
+        if params is not None:
+            data["params"] = json.dumps(params)
+        if metadata is not None:
+            data["metadata"] = json.dumps(metadata)
+        return await self.api.post("/api/v1/job/execute", files=files or {}, data=data,
+                                   headers=self.headers(repository, **headers))
+
+    async def finished(self, job_id: str, within: float = 30.0, **headers) -> httpx.Response:
+        async def done():
+            r = await self.api.get(f"/api/v1/job/{job_id}/result", headers=self.headers(None, **headers))
+            return r if r.status_code != 202 else None
+
+        return await _until(done, within, step=0.2)
+
+
+@pytest.fixture
+def jobs_settings(stack_settings):
+    return stack_settings.model_copy(update={"task_queue_jobs": f"jobs-{uuid.uuid4().hex[:8]}",
+                                             "job_heartbeat_seconds": 2.0, "upload_max_bytes": 2 << 20})
+
+
+@pytest.fixture
+async def jobs_app(jobs_settings, temporal_env):
+    from api.app import create_app
+    from dataapi.db import make_engine
+
+    engine = make_engine(jobs_settings.resolved_database_url)
+    app = create_app(jobs_settings, engine, temporal_env.client)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
+        yield app, api
+    engine.dispose()
+
+
+@pytest.fixture
+async def org(jobs_app, jobs_settings, temporal_env):
+    app, api = jobs_app
+    async with build_job_worker(temporal_env.client, jobs_settings):
+        yield Org(app, api)
+
+
+def _zip_entries(content: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(content)) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+CSV = b"regiao,valor\nSul,10\nNorte,20\nSul,5\n"
+
+
+async def test_python_repository_end_to_end(org):
+    r = await org.submit(files={"file": ("vendas.csv", CSV, "text/csv")}, params={"a": 10, "b": 20},
+                         metadata={"origem": "teste"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert list(body) == ["message", "job_id"] and body["message"] == "Job created"
+    job_id = body["job_id"]
+    assert str(uuid.UUID(job_id)) == job_id
+
+    result = await org.finished(job_id)
+    assert result.status_code == 200, result.text
+    assert result.json() == {"output": {"value": 600, "more_results": "So long, and thanks for all the fish"}}
+
+    info = (await org.api.get(f"/api/v1/job/{job_id}", headers=org.headers(None))).json()
+    assert info["job_id"] == job_id and info["status"] == "completed"
+    assert info["repository_id"] == REPOSITORY["id"] and info["name"] == "Test Repository"
+    assert info["input"] == ["vendas.csv"] and info["created_by"] == "ana" and info["params"] is True
+    assert info["metadata"] == {"origem": "teste"}
+    assert len(info["created_on"]) == 19 and info["created_on"][10] == "_"
+
+    params = await org.api.get(f"/api/v1/job/{job_id}/params", headers=org.headers(None))
+    assert params.json() == {"a": 10, "b": 20, "hyperparam": "Hyperparam_Example"}
+
+    output = await org.api.get(f"/api/v1/job/{job_id}/output", headers=org.headers(None))
+    assert output.status_code == 200 and output.headers["content-type"] == "application/zip"
+    entries = _zip_entries(output.content)
+    assert list(entries) == ["summary.csv"]
+    assert entries["summary.csv"].decode().splitlines()[1] == "10,20,Hyperparam_Example,1,3"
+
+    logs = _zip_entries((await org.api.get(f"/api/v1/job/{job_id}/logs", headers=org.headers(None))).content)
+    assert set(logs) == {"stdout.log", "stderr.log", "platform.log"}
+    assert b"inputs: ['vendas.csv']" in logs["stdout.log"] and b"done" in logs["stdout.log"]
+    assert b"staging 1 input file(s)" in logs["platform.log"] and b"completed" in logs["platform.log"]
+
+    listed = await org.api.get("/api/v1/job", headers=org.headers())
+    assert listed.status_code == 200 and listed.json() == [job_id]
+
+
+async def test_sql_repository_with_a_zip_of_inputs(org):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("dados/vendas.csv", CSV.decode())
+        z.writestr("metas.json", json.dumps([{"regiao": "Sul", "meta": 1}, {"regiao": "Norte", "meta": 2}]))
+    r = await org.submit(files={"file": ("entrada.zip", archive.getvalue(), "application/zip")},
+                         params={"minimo": 6}, repository="vendas-sql")
+    assert r.status_code == 201, r.text
+    job_id = r.json()["job_id"]
+    result = await org.finished(job_id)
+    assert result.status_code == 200, result.text
+    assert result.json() == {"regioes": 2, "metas": 2}
+    info = (await org.api.get(f"/api/v1/job/{job_id}", headers=org.headers(None))).json()
+    assert sorted(info["input"]) == ["dados/vendas.csv", "metas.json"]
+    entries = _zip_entries((await org.api.get(f"/api/v1/job/{job_id}/output", headers=org.headers(None))).content)
+    assert set(entries) == {"resumo.csv", "resumo.parquet"}
+    assert entries["resumo.csv"].decode().splitlines() == ["regiao,total", "Norte,20", "Sul,10"]
+    assert entries["resumo.parquet"][:4] == b"PAR1"
+
+
+async def test_failing_job_reports_failure_and_keeps_its_logs(org):
+    job_id = (await org.submit(repository="falha")).json()["job_id"]
+    r = await org.finished(job_id)
+    assert r.status_code == 500 and r.json() == {"error": "Job failed"}
+    r = await org.api.get(f"/api/v1/job/{job_id}/output", headers=org.headers(None))
+    assert r.status_code == 500 and r.json() == {"error": "Job failed"}
+    logs = _zip_entries((await org.api.get(f"/api/v1/job/{job_id}/logs", headers=org.headers(None))).content)
+    assert b"bad input" in logs["stderr.log"] and b"about to fail" in logs["stdout.log"]
+    assert b"exited with status 3" in logs["platform.log"]
+    info = (await org.api.get(f"/api/v1/job/{job_id}", headers=org.headers(None))).json()
+    assert info["status"] == "failed" and info["params"] is False
+
+
+@pytest.mark.parametrize("header", ["username", "organization_id", "application_id", "client_id", "x-api-key",
+                                    "repository_id"])
+async def test_missing_headers(org, header):
+    r = await org.api.get("/api/v1/job", headers=org.headers(**{header: None}))
+    assert r.status_code == 400 and r.json() == {"error": f"Missing {header}"}
+    r = await org.submit(**{header: None})
+    assert r.status_code == 400 and r.json() == {"error": f"Missing {header}"}
+
+
+async def test_errors_in_the_seed_dialect(org, jobs_app):
+    app, api = jobs_app
+    r = await api.get("/api/v1/job", headers=org.headers(repository="nao-existe"))
+    assert r.status_code == 404 and r.json() == {"error": "Invalid repository_id"}
+    r = await org.submit(repository="nao-existe")
+    assert r.status_code == 404 and r.json() == {"error": "Invalid repository_id"}
+    for path in ("", "/result", "/params", "/output", "/logs"):
+        r = await api.get(f"/api/v1/job/{uuid.uuid4()}{path}", headers=org.headers(None))
+        assert r.status_code == 404 and r.json() == {"error": "Invalid job_id"}, path
+    r = await api.delete(f"/api/v1/job/{uuid.uuid4()}", headers=org.headers(None))
+    assert r.status_code == 404 and r.json() == {"error": "Invalid job_id"}
+    for bad in ("2026", "202613011200", "abcdefghijkl", "2026010112000"):
+        r = await api.get("/api/v1/job", params={"from_date": bad}, headers=org.headers())
+        assert r.status_code == 400 and "from_date" in r.json()["error"], bad
+    r = await api.get("/api/v1/job", headers=org.headers(**{"x-api-key": org.key + "x"}))
+    assert r.status_code == 401 and r.json() == {"error": "Invalid API key"}
+    other = Org(app, api)
+    r = await api.get("/api/v1/job", headers=org.headers(**{"x-api-key": other.key}))
+    assert r.status_code == 401  # a key of another company is refused
+    no_jobs = Org(app, api, policies=("DataAPIConsumer",))
+    r = await api.get("/api/v1/job", headers=no_jobs.headers())
+    assert r.status_code == 403 and r.json() == {"error": "Forbidden"}
+
+
+async def test_isolation_across_organizations_applications_and_clients(org, jobs_app):
+    app, api = jobs_app
+    job_id = (await org.submit(params={"a": 1, "b": 1})).json()["job_id"]
+    assert (await org.finished(job_id)).status_code == 200
+    other = Org(app, api)
+    for headers in (org.headers(None, application="app-2"), org.headers(None, client="client-2"),
+                    other.headers(None)):
+        for path in ("", "/result", "/params", "/output", "/logs"):
+            r = await api.get(f"/api/v1/job/{job_id}{path}", headers=headers)
+            assert r.status_code == 404 and r.json() == {"error": "Invalid job_id"}
+        assert (await api.delete(f"/api/v1/job/{job_id}", headers=headers)).status_code == 404
+    assert (await api.get("/api/v1/job", headers=org.headers(client="client-2"))).json() == []
+    assert (await api.get("/api/v1/job", headers=org.headers())).json() == [job_id]
+
+
+async def test_list_filters_by_date(org):
+    job_id = (await org.submit()).json()["job_id"]
+    await org.finished(job_id)
+    now = time.gmtime()
+    stamp = time.strftime("%Y%m%d%H%M", now)
+    past, future = "200001010000", "299901010000"
+    assert (await org.api.get("/api/v1/job", params={"from_date": past, "to_date": stamp},
+                              headers=org.headers())).json() == [job_id]
+    assert (await org.api.get("/api/v1/job", params={"from_date": future}, headers=org.headers())).json() == []
+    assert (await org.api.get("/api/v1/job", params={"to_date": past}, headers=org.headers())).json() == []
+
+
+async def test_bad_uploads_are_refused_and_nothing_is_stored(org, jobs_settings):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("../../evil.csv", "a,b\n1,2\n")
+    cases = [
+        ("image.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "PNG"),
+        ("evil.zip", archive.getvalue(), "evil"),
+        ("data.json", b'{"a": ' * 100 + b"1" + b"}" * 100, "deep"),
+    ]
+    for name, content, _ in cases:
+        r = await org.submit(files={"file": (name, content, "application/octet-stream")})
+        assert r.status_code == 400 and r.json()["error"], name
+        assert str(jobs_settings.var_dir) not in r.json()["error"]
+    r = await org.submit(params="not json")  # the form field, not a JSON object
+    assert r.status_code == 400
+    r = await org.api.post("/api/v1/job/execute", files={"file": ("x.csv", b"a,b\n1,2\n")},
+                           data={"params": "[1, 2]"}, headers=org.headers())
+    assert r.status_code == 400 and r.json() == {"error": "params must be a JSON object"}
+    r = await org.submit(files={"file": ("big.csv", b"a,b\n" + b"1,2\n" * (1 << 20), "text/csv")})
+    assert r.status_code == 413 and "error" in r.json()
+    with session_scope(org.ctx.engine) as s:
+        assert s.exec(select(RepoJob).where(RepoJob.company_id == org.company_id)).all() == []
+    assert not (jobs_settings.resolved_artifact_dir / "jobs" / org.slug).exists()
+
+
+async def test_delete_running_job_kills_it_and_removes_its_files(org, jobs_settings, tmp_path):
+    pid_file = tmp_path / "pid"
+    job_id = (await org.submit(repository="lento", params={"sleep": 60, "pid_file": str(pid_file)})).json()["job_id"]
+    await _until(lambda: _exists(pid_file), within=20)
+    r = await org.api.get(f"/api/v1/job/{job_id}/result", headers=org.headers(None))
+    assert r.status_code == 202 and r.json() == {"message": "Job not yet finished"}
+    pid = int(pid_file.read_text())
+    r = await org.api.delete(f"/api/v1/job/{job_id}", headers=org.headers(None))
+    assert r.status_code == 200 and r.json() == {"message": "Jobs deleted"}
+    assert (await org.api.get(f"/api/v1/job/{job_id}", headers=org.headers(None))).status_code == 404
+    await _until(lambda: _dead(pid), within=10)
+    await _until(lambda: _gone(jobs_settings.var_dir / "work" / job_id), within=10)
+    assert not (jobs_settings.resolved_artifact_dir / "jobs" / org.slug / job_id).exists()
+
+
+async def _exists(path) -> bool:
+    return path.exists() and path.read_text() != ""
+
+
+async def _gone(path) -> bool:
+    return not path.exists()
+
+
+async def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as f:  # noqa: ASYNC230  (a zombie is dead too)
+        return f.read().split(") ")[-1].startswith("Z")
+
+
+async def test_worker_killed_mid_run_then_restarted_finishes_the_job(jobs_app, jobs_settings, temporal_env, tmp_path):
+    app, api = jobs_app
+    org = Org(app, api)
+    pid_file = tmp_path / "pid"
+    proc = _worker_process(jobs_settings, queues="jobs",
+                           extra_env={"DATAAPI_TASK_QUEUE_JOBS": jobs_settings.task_queue_jobs,
+                                      "DATAAPI_JOB_HEARTBEAT_SECONDS": "2"})
+    try:
+        job_id = (await org.submit(repository="lento", params={"sleep": 3, "pid_file": str(pid_file)})).json()["job_id"]
+        await _until(lambda: _exists(pid_file), within=30)
+        first_run = int(pid_file.read_text())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    await _until(lambda: _dead(first_run), within=5)  # the job's process died with its worker
+    r = await api.get(f"/api/v1/job/{job_id}/result", headers=org.headers(None))
+    assert r.status_code == 202
+    async with build_job_worker(temporal_env.client, jobs_settings):
+        result = await org.finished(job_id, within=60)
+    assert result.status_code == 200 and result.json() == {"slept": 3}
+    assert int(pid_file.read_text()) != first_run  # it really ran again
