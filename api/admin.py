@@ -351,7 +351,7 @@ OPENAPI = {
     PREFIX + "/repositories/{repo_id}": {
         "get": _op("Read a repository", _OBJ, 401, 403, 404, params=("repo_id",)),
         "put": _op("Create or replace a repository (idempotent)", _OBJ, 400, 401, 403, body=True,
-                   params=("repo_id",))},
+                   params=("repo_id",), may_create=True)},
     PREFIX + "/webhook-secret": {
         "get": _op("The company's webhook signing secret (whsec_...)", _OBJ, 401, 403)},
     PREFIX + "/webhook-secret/rotate": {

@@ -1,0 +1,227 @@
+"""``dataapi dev`` as ``make run`` runs it: a real subprocess, real ports, the guide's flows over real HTTP,
+a clean Ctrl-C that leaves no process behind, and state (jobs, credentials) that survives a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+DATAAPI = Path(sys.executable).parent / "dataapi"
+SYNC = "/api/v1/data-api/default/vendas-por-regiao/execute"
+ASYNC = "/api/v1/data-api/default/relatorio-mensal/execute"
+CALLBACK = "https://my-system.com/webhook/result"
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _identity(pid: int) -> str | None:
+    """The process's start time (tells a pid's reuse apart), or None when it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live descendant of ``pid`` with its identity."""
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            for child in map(int, children):
+                ident = _identity(child)
+                if ident is not None and child not in found:
+                    found[child] = ident
+                    todo.append(child)
+    return found
+
+
+def alive(processes: dict[int, str]) -> list[int]:
+    return [pid for pid, ident in processes.items() if _identity(pid) == ident]
+
+
+class DevStack:
+    """One ``dataapi dev`` process on a var dir, with fresh ports each start."""
+
+    def __init__(self, root: Path):
+        self.root, self.var = root, root / "var"
+        self.proc: subprocess.Popen | None = None
+        self.children: dict[int, str] = {}
+
+    def start(self, name: str) -> None:
+        self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DATAAPI_")}
+        env.update(DATAAPI_VAR_DIR=str(self.var), DATAAPI_API_PORT=str(self.api_port),
+                   DATAAPI_TEMPORAL_ADDRESS=f"127.0.0.1:{self.temporal_port}",
+                   DATAAPI_TEMPORAL_UI_PORT=str(self.ui_port), DATAAPI_LOG_LEVEL="WARNING")
+        self.stdout = self.root / f"{name}.out"
+        with self.stdout.open("wb") as out:
+            self.proc = subprocess.Popen([str(DATAAPI), "dev"], cwd=self.root, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        self.base = f"http://127.0.0.1:{self.api_port}"
+
+    def wait_ready(self, within: float = 90.0) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            assert self.proc.poll() is None, f"dataapi dev exited with {self.proc.returncode}:\n{self.output()}"
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"/readyz not 200 within {within}s:\n{self.output()}"
+            time.sleep(0.25)
+        self.children = descendants(self.proc.pid)
+
+    def output(self) -> str:
+        return self.stdout.read_text(errors="replace")
+
+    def interrupt(self, within: float = 15.0) -> None:
+        """Ctrl-C: the dev process and everything it started are gone within ``within`` seconds."""
+        self.children.update(descendants(self.proc.pid))
+        assert len(self.children) >= 3, f"expected Temporal, a worker and the API: {self.children}"
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(within)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"dataapi dev still running {within}s after SIGINT:\n{self.output()}")
+        deadline = time.monotonic() + 2  # a grandchild may take a moment to be reaped
+        while alive(self.children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alive(self.children) == [], f"processes left behind: {alive(self.children)}"
+
+    def cleanup(self) -> None:
+        """After a failure: stop what this test started, by pid."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.children.update(descendants(self.proc.pid))
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in alive(self.children):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def dev(tmp_path):
+    stack = DevStack(tmp_path)
+    yield stack
+    stack.cleanup()
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def poll(api: httpx.Client, token: str, url: str, within: float = 30.0) -> dict:
+    deadline = time.monotonic() + within
+    while True:
+        r = api.get(url, headers=bearer(token))
+        assert r.status_code == 200, r.text
+        if r.json()["status"] != "processing":
+            return r.json()
+        assert time.monotonic() < deadline, f"job still processing: {r.json()}"
+        time.sleep(0.2)
+
+
+def test_dev_stack_runs_the_guide_stops_cleanly_and_keeps_state(dev):
+    dev.start("first")
+    dev.wait_ready()
+    creds = json.loads((dev.var / "demo-credentials.json").read_text())
+    assert set(creds) == {"company_slug", "api_key", "api_secret"} and creds["company_slug"] == "acme"
+
+    with httpx.Client(base_url=dev.base, timeout=60) as api:
+        # Step 1: the API key for tokens
+        r = api.post("/api/v1/auth/api-key", json=creds)
+        assert r.status_code == 200, r.text
+        pair = r.json()
+        assert set(pair) >= {"access_token", "refresh_token", "access_token_expires_in", "refresh_token_expires_in",
+                             "user"}
+        assert pair["access_token_expires_in"] == 600 and pair["refresh_token_expires_in"] == 604800
+        token = pair["access_token"]
+
+        # Step 2: sync
+        r = api.post(SYNC, json={"parameter_values": {"data_inicio": "2026-01-01", "regiao": "Sul"}},
+                     headers=bearer(token))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["columns"] == [{"name": "regiao", "type": "varchar"}, {"name": "total", "type": "decimal"}]
+        assert len(body["rows"]) == 1 and body["rows"][0]["regiao"] == "Sul" and body["rows"][0]["total"] > 0
+        assert body["row_count"] == 1 and body["truncated"] is False and body["max_rows"] == 10000
+
+        # Step 2 (alternative) and 3: async, then polling
+        r = api.post(ASYNC, json={"parameter_values": {"mes": "2026-03"}, "callback_url": CALLBACK},
+                     headers=bearer(token))
+        assert r.status_code == 202, r.text
+        accepted = r.json()
+        assert accepted["status"] == "processing"
+        assert accepted["polling_url"] == f"/api/v1/data-api/default/relatorio-mensal/jobs/{accepted['job_id']}"
+        job = poll(api, token, accepted["polling_url"])
+        assert job["status"] == "completed" and job["error"] is None, job
+        assert job["result"]["row_count"] > 0 and job["completed_at"]
+
+        # Token refresh: works once; reusing the old refresh token is refused
+        r = api.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert r.status_code == 200 and r.json()["access_token"], r.text
+        r = api.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert r.status_code == 401, r.text
+
+        r = api.get("/api/v1/auth/permissions", headers=bearer(token))
+        assert r.status_code == 200, r.text
+        actions = r.json()["actions"]
+        assert {"data_api:execute", "data_api:get_job"} <= set(actions) and actions == sorted(actions)
+        assert not [a for a in actions if a.startswith("admin:")], "the demo integration user is no admin"
+
+    deadline = time.monotonic() + 15  # the UI may start serving a moment after the frontend
+    while True:
+        try:
+            ui = httpx.get(f"http://127.0.0.1:{dev.ui_port}/", timeout=3)
+            if ui.status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"Temporal UI on {dev.ui_port} does not answer 200"
+        time.sleep(0.3)
+
+    banner = dev.output()
+    assert creds["api_key"] in banner and creds["api_secret"] in banner
+    assert "curl -X POST" in banner and f"http://localhost:{dev.api_port}" in banner
+
+    dev.interrupt()
+
+    # Again on the same var dir: the job and the credentials survived.
+    dev.start("second")
+    dev.wait_ready()
+    assert json.loads((dev.var / "demo-credentials.json").read_text()) == creds
+    with httpx.Client(base_url=dev.base, timeout=60) as api:
+        r = api.post("/api/v1/auth/api-key", json=creds)
+        assert r.status_code == 200, r.text
+        token = r.json()["access_token"]
+        r = api.get(accepted["polling_url"], headers=bearer(token))
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "completed" and r.json()["result"] == job["result"]
+    dev.interrupt()
