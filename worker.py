@@ -9,6 +9,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.callbacks import CallbackActivities
@@ -19,6 +20,7 @@ from dataapi import temporal
 from dataapi.artifacts import LocalArtifactStore
 from dataapi.callbacks import SecretBox
 from dataapi.db import make_engine
+from dataapi.logs import configure as configure_logging
 from dataapi.secrets import secret_key
 from dataapi.settings import Settings
 from workflows.callback import CallbackWorkflow
@@ -71,9 +73,18 @@ def build_job_worker(client: Client, settings: Settings) -> Worker:
 BUILDERS = {"queries": build_query_worker, "callbacks": build_callback_worker, "jobs": build_job_worker}
 
 
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """With a metrics port, the SDK serves Prometheus metrics: its own (task latencies, slots, polls) and ours
+    (created through the activities' metric meter, e.g. dataapi_callback_attempts)."""
+    if not settings.worker_metrics_port:
+        return None
+    bind = f"0.0.0.0:{settings.worker_metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+
+
 async def run_worker(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    client = await temporal.connect(settings)
+    configure_logging(settings.log_level, settings.log_format)
+    client = await temporal.connect(settings, runtime=metrics_runtime(settings))
     workers = [BUILDERS[q](client, settings) for q in queues]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -64,6 +64,8 @@ class CallbackActivities:
                 else inp.next_delay_seconds
         log.info("callback %s of job %s attempt %d: %s %s", inp.delivery_id, inp.job_id, inp.attempt,
                  attempt.outcome, attempt.status_code or attempt.error)
+        activity.metric_meter().create_counter(
+            "dataapi_callback_attempts", "Callback delivery attempts by outcome").add(1, {"outcome": attempt.outcome})
         await self._blocking(self._record, inp, attempt.outcome, attempt.status_code, attempt.error,
                              attempt.duration_ms, next_delay)
         return AttemptOutput(outcome=attempt.outcome, status_code=attempt.status_code, next_delay_seconds=next_delay)

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from temporalio.client import Client
 
-from api import admin, auth_endpoints, data_api, health, jobs_api, openapi
+from api import admin, auth_endpoints, data_api, health, jobs_api, metrics, openapi
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
 from dataapi.settings import Settings, get_settings
@@ -17,7 +17,7 @@ from dataapi.settings import Settings, get_settings
 log = logging.getLogger("dataapi.api")
 
 # Route modules, each with `routes` and an `OPENAPI` fragment for the document.
-ROUTE_MODULES = [health, auth_endpoints, data_api, jobs_api, admin]
+ROUTE_MODULES = [health, metrics, auth_endpoints, data_api, jobs_api, admin]
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None,
@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
 
     routes = [r for m in ROUTE_MODULES for r in m.routes] + openapi.routes
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.metrics = metrics.Metrics(ctx.engine)
+    app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics, routes=routes)
     app.state.ctx = ctx
     app.state.openapi = openapi.build_document(ROUTE_MODULES)
     return app

@@ -40,9 +40,11 @@ def cmd_api(args, settings: Settings) -> None:
     import uvicorn
 
     from api.app import create_app
+    from dataapi.logs import configure
 
+    configure(settings.log_level, settings.log_format)
     uvicorn.run(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
-                log_level=settings.log_level.lower(), access_log=False, proxy_headers=settings.trust_forwarded_for)
+                log_config=None, access_log=False, proxy_headers=settings.trust_forwarded_for)
 
 
 def cmd_worker(args, settings: Settings) -> None:
@@ -55,6 +57,18 @@ def cmd_worker(args, settings: Settings) -> None:
     if unknown or not queues:
         raise CliError(f"--queues takes a comma-separated subset of {', '.join(QUEUES)}")
     asyncio.run(run_worker(settings, queues))
+
+
+def cmd_temporal_setup(args, settings: Settings) -> None:
+    import asyncio
+
+    from dataapi import temporal
+
+    async def run() -> list[str]:
+        return await temporal.setup(await temporal.connect(settings), settings.temporal_namespace)
+
+    added = asyncio.run(run())
+    print(f"search attributes added: {', '.join(added)}" if added else "search attributes already registered")
 
 
 def cmd_db_upgrade(args, settings: Settings) -> None:
@@ -264,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="Metadata store").add_subparsers(dest="db_command", required=True)
     add(db, "upgrade", cmd_db_upgrade, "Apply the migrations")
+
+    tmp = sub.add_parser("temporal", help="Temporal cluster").add_subparsers(dest="temporal_command", required=True)
+    add(tmp, "setup", cmd_temporal_setup, "Register the search attributes the Temporal UI filters jobs by")
 
     jwt = sub.add_parser("jwt", help="Token signing keys").add_subparsers(dest="jwt_command", required=True)
     add(jwt, "rotate", cmd_jwt_rotate, "Add a new signing key to the embedded keyset (older keys still verify)")

@@ -21,11 +21,18 @@ class Settings(BaseSettings):
     database_url: str = ""  # empty: sqlite file var_dir/dataapi.db
     data_dir: Path | None = None  # empty: var_dir/data; one folder per company
     artifact_dir: Path | None = None  # empty: var_dir/artifacts
+    artifact_store: str = ""  # empty: the local artifact_dir; s3://bucket/prefix?endpoint=...&region=... for S3
 
     # Temporal
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    temporal_tls: bool = False  # TLS to the frontend (implied by any of the three files below)
+    temporal_tls_ca_file: str | None = None  # a private CA of the cluster
+    temporal_tls_cert_file: str | None = None  # mTLS client certificate (Temporal Cloud)
+    temporal_tls_key_file: str | None = None
+    temporal_api_key: str | None = None  # Temporal Cloud API key (instead of mTLS)
+    worker_metrics_port: int = 0  # >0: the worker serves Prometheus metrics (ours and the SDK's) on this port
     task_queue_queries: str = "dataapi-queries"
     task_queue_jobs: str = "dataapi-jobs"
     task_queue_callbacks: str = "dataapi-callbacks"
@@ -80,6 +87,8 @@ class Settings(BaseSettings):
     job_workers: int = 2  # concurrent jobs per worker process
 
     log_level: str = "INFO"
+    metrics_token: str = ""  # set: GET /metrics needs "Authorization: Bearer <token>"
+    log_format: str = "text"  # text | json (one JSON object per line, with job_id and company when known)
 
     @field_validator("var_dir", "data_dir", "artifact_dir", mode="after")
     @classmethod

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from pathlib import Path
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client, TLSConfig
 from temporalio.common import SearchAttributeKey
+from temporalio.runtime import Runtime
 
 from dataapi.settings import Settings
 
@@ -24,5 +29,27 @@ def dev_server_flags() -> list[str]:
     return flags
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy)
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    files = (settings.temporal_tls_ca_file, settings.temporal_tls_cert_file, settings.temporal_tls_key_file)
+    if not any(files):
+        return settings.temporal_tls or bool(settings.temporal_api_key)
+    ca, cert, key = (Path(f).read_bytes() if f else None for f in files)
+    return TLSConfig(server_root_ca_cert=ca, client_cert=cert, client_private_key=key)
+
+
+async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None) -> Client:
+    return await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy, tls=tls_config(settings),
+        api_key=settings.temporal_api_key, runtime=runtime)
+
+
+async def setup(client: Client, namespace: str) -> list[str]:
+    """Registers the project's search attributes on any cluster (idempotent); returns those it added."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace))
+    missing = {key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
+               if key.name not in existing.custom_attributes}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
+    return sorted(missing)

@@ -1,0 +1,88 @@
+"""Operations: /metrics on the API and the worker, JSON logs carrying the job id, `dataapi temporal setup`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+
+import httpx
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+
+from dataapi import temporal
+from dataapi.dev import temporal_binary
+from dataapi.logs import JsonFormatter, log_context
+from tests.test_data_api import Tenant, bearer, execute, wait_job
+from worker import build_query_worker, metrics_runtime
+
+
+async def test_api_metrics_count_requests_by_route_and_jobs_by_state(stack):
+    transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
+        tenant = Tenant(stack, api)
+        token = await tenant.token()
+        accepted = (await execute(api, token, "default/relatorio-mensal", {"mes": "2026-02"})).json()
+        await wait_job(api, token, accepted["polling_url"])
+        r = await api.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    route = "/api/v1/data-api/{namespace}/{slug}/jobs/{job_id}"
+    assert f'dataapi_http_request_duration_seconds_count{{method="GET",route="{route}",status="200"}}' in text
+    assert accepted["job_id"] not in text  # routes are templates, never raw paths
+    assert 'dataapi_jobs{kind="query",status="completed"}' in text
+
+
+async def test_metrics_token(app, settings, engine):
+    from api.app import create_app
+
+    locked = create_app(settings.model_copy(update={"metrics_token": "s3cr3t"}), engine)
+    transport = httpx.ASGITransport(app=locked, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as api:
+        assert (await api.get("/metrics")).status_code == 401
+        assert (await api.get("/metrics", headers=bearer("wrong"))).status_code == 401
+        assert (await api.get("/metrics", headers=bearer("s3cr3t"))).status_code == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_worker_serves_sdk_metrics(stack_settings, temporal_env, stack_app):
+    settings = stack_settings.model_copy(update={"worker_metrics_port": _free_port()})
+    client = await temporal.connect(settings, runtime=metrics_runtime(settings))
+    transport = httpx.ASGITransport(app=stack_app, raise_app_exceptions=False)
+    async with build_query_worker(client, settings), \
+            httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
+        tenant = Tenant(stack_app, api)
+        r = await execute(api, await tenant.token(), "default/vendas-por-regiao", {"data_inicio": "2026-01-01"})
+        assert r.status_code == 200
+        async with httpx.AsyncClient() as plain:
+            text = (await plain.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")).text
+    assert "temporal_workflow_task_execution_latency" in text or "workflow_task_execution_latency" in text
+    assert settings.task_queue_queries in text
+
+
+def test_json_logs_carry_the_job_and_company():
+    record = logging.LogRecord("dataapi.x", logging.INFO, __file__, 1, "query of %s failed", ("x",), None)
+    record.temporal_activity = {"workflow_id": "0123456789abcdef01234567", "task_queue": "q"}
+    token = log_context.set({"company": "acme"})
+    try:
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        log_context.reset(token)
+    assert line["message"] == "query of x failed" and line["level"] == "INFO"
+    assert line["job_id"] == "0123456789abcdef01234567" and line["company"] == "acme"
+
+
+async def test_temporal_setup_registers_search_attributes_on_a_bare_cluster():
+    namespace = "default"
+    async with await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(),
+                                                     dev_server_log_level="error") as env:
+        assert sorted(await temporal.setup(env.client, namespace)) == sorted(k.name for k in temporal.SEARCH_ATTRIBUTES)
+        assert await temporal.setup(env.client, namespace) == []  # idempotent
+        listed = await env.client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace))
+    assert {k.name for k in temporal.SEARCH_ATTRIBUTES} <= set(listed.custom_attributes)
