@@ -31,8 +31,12 @@ log = logging.getLogger("dataapi.worker")
 QUEUES = ("queries", "jobs", "callbacks")
 
 
-def build_query_worker(client: Client, settings: Settings) -> Worker:
-    """Visualization-endpoint executions: sync and async share the queries task queue."""
+def build_query_worker(client: Client, settings: Settings, in_api: bool = False) -> Worker:
+    """Visualization-endpoint executions: sync and async share the queries task queue.
+
+    ``in_api``: the worker the API process hosts so that sync executions start eagerly (their first workflow
+    task and the query, a local activity, run in the process that waits for them). It takes no remote
+    activities, so async queries always run on the worker processes."""
     executor = ThreadPoolExecutor(max_workers=settings.query_workers + 2, thread_name_prefix="query")
     acts = QueryActivities(
         engine=make_engine(settings.resolved_database_url),
@@ -44,6 +48,7 @@ def build_query_worker(client: Client, settings: Settings) -> Worker:
         client, task_queue=settings.task_queue_queries, workflows=[QueryWorkflow],
         activities=[acts.run_query, acts.finish_failed],
         max_concurrent_activities=settings.query_workers, max_concurrent_local_activities=settings.query_workers,
+        no_remote_activities=in_api,
     )
 
 

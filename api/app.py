@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -20,6 +21,22 @@ log = logging.getLogger("dataapi.api")
 ROUTE_MODULES = [health, metrics, auth_endpoints, data_api, jobs_api, admin]
 
 
+async def _query_worker(ctx: AppContext) -> None:
+    """Runs the API's own query worker on the API's client (eager start needs both in one process), once
+    Temporal answers; until then sync executions simply go through the worker processes."""
+    from worker import build_query_worker  # DuckDB comes in with it, only when this worker is wanted
+
+    client = await ctx.temporal()
+    while True:
+        try:
+            await client.service_client.check_health()
+            break
+        except Exception:  # Temporal not up yet: the API serves meanwhile, readyz says so
+            await asyncio.sleep(2)
+    async with build_query_worker(client, ctx.settings, in_api=True):
+        await asyncio.Event().wait()
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None,
                client: Client | None = None) -> Starlette:
     settings = settings or get_settings()
@@ -27,7 +44,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette):
+        embedded = asyncio.create_task(_query_worker(ctx)) if settings.api_query_worker else None
         yield
+        if embedded is not None:
+            embedded.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await embedded
         if engine is None:
             ctx.engine.dispose()
 

@@ -129,7 +129,8 @@ async def execute(request: Request) -> Response:
         polling_url = f"/api/v1/data-api/{namespace}/{slug}/jobs/{inp.job_id}"
         return _json({"job_id": inp.job_id, "status": "processing", "polling_url": polling_url}, 202)
 
-    handle = await client.start_workflow(QueryWorkflow.run, inp, **start)
+    # Eager: when this process hosts a query worker, the first workflow task comes back in the start response.
+    handle = await client.start_workflow(QueryWorkflow.run, inp, request_eager_start=True, **start)
     timeout_error = ApiError(408, "EXECUTION_TIMEOUT",
                              f"Query exceeded the {ctx.settings.sync_timeout_seconds:g}s timeout (use async mode)")
     try:

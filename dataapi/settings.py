@@ -61,6 +61,9 @@ class Settings(BaseSettings):
 
     # Queries
     sync_timeout_seconds: float = 60.0
+    # The API hosts a query worker (workflow tasks and local activities only) so that sync executions start
+    # eagerly in-process: about 40 ms less per call. False keeps DuckDB out of the API process.
+    api_query_worker: bool = True
     async_timeout_seconds: float = 6 * 3600.0
     query_heartbeat_seconds: float = 10.0  # a killed worker's async query is retried after this
     default_max_rows: int = 10_000
