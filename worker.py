@@ -17,7 +17,7 @@ from activities.duck import CompanyDatabases
 from activities.jobs import JobActivities
 from activities.query import QueryActivities
 from dataapi import temporal
-from dataapi.artifacts import LocalArtifactStore
+from dataapi.artifacts import store_from_settings
 from dataapi.callbacks import SecretBox
 from dataapi.db import make_engine
 from dataapi.logs import configure as configure_logging
@@ -41,7 +41,7 @@ def build_query_worker(client: Client, settings: Settings, in_api: bool = False)
     acts = QueryActivities(
         engine=make_engine(settings.resolved_database_url),
         databases=CompanyDatabases(settings.resolved_data_dir, settings.query_memory_limit, settings.query_threads),
-        artifacts=LocalArtifactStore(settings.resolved_artifact_dir),
+        artifacts=store_from_settings(settings),
         executor=executor,
     )
     return Worker(
@@ -56,7 +56,7 @@ def build_callback_worker(client: Client, settings: Settings) -> Worker:
     """Callback deliveries: a queue of their own so that slow receivers never hold up queries."""
     acts = CallbackActivities(
         settings=settings, engine=make_engine(settings.resolved_database_url),
-        artifacts=LocalArtifactStore(settings.resolved_artifact_dir), box=SecretBox(secret_key(settings)),
+        artifacts=store_from_settings(settings), box=SecretBox(secret_key(settings)),
         executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback"),
     )
     return Worker(client, task_queue=settings.task_queue_callbacks, workflows=[CallbackWorkflow],
@@ -67,7 +67,7 @@ def build_job_worker(client: Client, settings: Settings) -> Worker:
     """Repository jobs: long runs in their own processes, on a queue of their own."""
     acts = JobActivities(
         engine=make_engine(settings.resolved_database_url),
-        artifacts=LocalArtifactStore(settings.resolved_artifact_dir), work_dir=settings.var_dir / "work",
+        artifacts=store_from_settings(settings), work_dir=settings.var_dir / "work",
         executor=ThreadPoolExecutor(max_workers=settings.job_workers * 2 + 2, thread_name_prefix="job"),
     )
     return Worker(client, task_queue=settings.task_queue_jobs, workflows=[RepositoryJobWorkflow],

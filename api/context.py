@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from dataapi import secrets, temporal
-from dataapi.artifacts import ArtifactStore, LocalArtifactStore
+from dataapi.artifacts import ArtifactStore, store_from_settings
 from dataapi.callbacks import SecretBox
 from dataapi.db import make_engine
 from dataapi.identity import SecretHasher
@@ -42,7 +42,7 @@ class AppContext:
             ),
             hasher=SecretHasher(key),
             limiter=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_seconds),
-            artifacts=LocalArtifactStore(settings.resolved_artifact_dir),
+            artifacts=store_from_settings(settings),
             box=SecretBox(key),
             _client=client,
         )

@@ -17,10 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import orjson
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -30,6 +30,7 @@ from api.errors import JobsApiError
 from api.openapi import JOBS_ERROR
 from api.requests import client_address
 from dataapi import identity, jobs, temporal
+from dataapi.artifacts import ArtifactNotFound
 from dataapi.db import session_scope
 from dataapi.messages import JobInput
 from dataapi.models import RepoJob, Repository
@@ -279,10 +280,17 @@ async def delete_job(request: Request) -> Response:
 
 
 def _artifact(ctx, caller: Caller, job: RepoJob, name: str, media_type: str, filename: str | None = None):
-    path = ctx.artifacts.local_path(f"{jobs.artifact_prefix(caller.company_slug, job.id)}/{name}")
-    if path is None:
-        raise JobsApiError(500, "Job failed" if job.status == "failed" else "Job files are missing")
-    return FileResponse(path, media_type=media_type, filename=filename)
+    """Streams a stored file: from disk for the local store, chunk by chunk from S3."""
+    key = f"{jobs.artifact_prefix(caller.company_slug, job.id)}/{name}"
+    path = ctx.artifacts.local_path(key)
+    if path is not None:
+        return FileResponse(path, media_type=media_type, filename=filename)
+    try:
+        chunks = ctx.artifacts.open_stream(key)
+    except ArtifactNotFound:
+        raise JobsApiError(500, "Job failed" if job.status == "failed" else "Job files are missing") from None
+    headers = {"content-disposition": f'attachment; filename="{filename}"'} if filename else None
+    return StreamingResponse(iterate_in_threadpool(chunks), media_type=media_type, headers=headers)
 
 
 def _finished(job: RepoJob) -> Response | None:

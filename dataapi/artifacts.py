@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -19,6 +20,7 @@ class ArtifactStore(Protocol):
     def get_bytes(self, key: str) -> bytes: ...
     def get_file(self, key: str, target: Path) -> None: ...
     def local_path(self, key: str) -> Path | None: ...
+    def open_stream(self, key: str) -> Iterator[bytes]: ...
     def exists(self, key: str) -> bool: ...
     def delete_prefix(self, prefix: str) -> None: ...
 
@@ -83,6 +85,19 @@ class LocalArtifactStore:
         path = self.path(key)
         return path if path.is_file() else None
 
+    def open_stream(self, key: str, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+        try:
+            f = self.path(key).open("rb")
+        except FileNotFoundError:
+            raise ArtifactNotFound(key) from None
+
+        def chunks() -> Iterator[bytes]:
+            with f:
+                while chunk := f.read(chunk_bytes):
+                    yield chunk
+
+        return chunks()
+
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
@@ -92,3 +107,12 @@ class LocalArtifactStore:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
+
+
+def store_from_settings(settings) -> ArtifactStore:
+    """``DATAAPI_ARTIFACT_STORE`` (s3://bucket/prefix?endpoint=... or a path), else the local artifact dir."""
+    if not settings.artifact_store:
+        return LocalArtifactStore(settings.resolved_artifact_dir)
+    from dataapi.s3store import make_store  # boto3 only when configured
+
+    return make_store(settings.artifact_store)
