@@ -279,14 +279,14 @@ async def delete_job(request: Request) -> Response:
     return _json({"message": "Jobs deleted"})
 
 
-def _artifact(ctx, caller: Caller, job: RepoJob, name: str, media_type: str, filename: str | None = None):
+async def _artifact(ctx, caller: Caller, job: RepoJob, name: str, media_type: str, filename: str | None = None):
     """Streams a stored file: from disk for the local store, chunk by chunk from S3."""
     key = f"{jobs.artifact_prefix(caller.company_slug, job.id)}/{name}"
     path = ctx.artifacts.local_path(key)
     if path is not None:
         return FileResponse(path, media_type=media_type, filename=filename)
     try:
-        chunks = ctx.artifacts.open_stream(key)
+        chunks = await run_in_threadpool(ctx.artifacts.open_stream, key)
     except ArtifactNotFound:
         raise JobsApiError(500, "Job failed" if job.status == "failed" else "Job files are missing") from None
     headers = {"content-disposition": f'attachment; filename="{filename}"'} if filename else None
@@ -303,17 +303,17 @@ def _finished(job: RepoJob) -> Response | None:
 
 async def get_result(request: Request) -> Response:
     caller, job, _ = await _job(request, "jobs:read")
-    return _finished(job) or _artifact(request.app.state.ctx, caller, job, "result.json", "application/json")
+    return _finished(job) or await _artifact(request.app.state.ctx, caller, job, "result.json", "application/json")
 
 
 async def get_params(request: Request) -> Response:
     caller, job, _ = await _job(request, "jobs:read")
-    return _artifact(request.app.state.ctx, caller, job, "params.json", "application/json")
+    return await _artifact(request.app.state.ctx, caller, job, "params.json", "application/json")
 
 
 async def get_output(request: Request) -> Response:
     caller, job, _ = await _job(request, "jobs:read")
-    return _finished(job) or _artifact(request.app.state.ctx, caller, job, "output.zip", "application/zip",
+    return _finished(job) or await _artifact(request.app.state.ctx, caller, job, "output.zip", "application/zip",
                                        f"{job.id}-output.zip")
 
 
@@ -322,7 +322,7 @@ async def get_logs(request: Request) -> Response:
     caller, job, _ = await _job(request, "jobs:read")
     if job.status == "processing":
         return _json(NOT_FINISHED, 202)
-    return _artifact(request.app.state.ctx, caller, job, "logs.zip", "application/zip", f"{job.id}-logs.zip")
+    return await _artifact(request.app.state.ctx, caller, job, "logs.zip", "application/zip", f"{job.id}-logs.zip")
 
 
 PREFIX = "/api/v1/job"

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
 
@@ -30,8 +30,7 @@ class ArtifactNotFound(KeyError):
 
 
 def check_key(key: str) -> str:
-    path = PurePosixPath(key)
-    if not key or path.is_absolute() or any(part in ("", ".", "..") for part in path.parts) or "\\" in key:
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")) or "\\" in key:
         raise ValueError(f"invalid artifact key {key!r}")
     return key
 
