@@ -88,6 +88,8 @@ class QueryActivities:
         for interrupt in interrupts:
             interrupt()
         await asyncio.wait({running}, timeout=5)
+        if running.done() and not running.cancelled():
+            running.exception()  # QueryInterrupted, expected: retrieved so that asyncio does not report it
 
     async def _failed(self, inp: QueryInput, executed_at: str, error_type: str, error: str) -> QueryOutput:
         await self._blocking(self._finish, inp, "failed", {"error": error})

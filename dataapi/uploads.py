@@ -268,7 +268,8 @@ def _open_zip(path: Path, limits: UploadLimits) -> Iterator[_Zip]:
         _check_directory(raw, size, limits)
         try:
             zf = zipfile.ZipFile(raw)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError, struct.error):
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError, struct.error,
+                NotImplementedError):  # e.g. a directory asking for a newer ZIP version
             raise UploadError("Not a valid ZIP archive") from None
         with zf:
             yield _Zip(zf, raw, size)
@@ -284,6 +285,10 @@ def _check_entries(z: _Zip, limits: UploadLimits) -> list[zipfile.ZipInfo]:
         shown = _show(info.orig_filename)
         if info.flag_bits & _ENCRYPTED:
             raise UploadError(f"Encrypted archive entries are not supported: {shown}")
+        if info.flag_bits & 0x20:  # "compressed patched data": zipfile cannot read it
+            raise UploadError(f"Unsupported archive entry {shown}")
+        if not 0 <= info.header_offset <= z.size - 30:  # an entry said to start outside the file
+            raise UploadError("Not a valid ZIP archive")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise UploadError(f"Unsupported compression method (use Deflate) for archive entry {shown}")
         if info.file_size > limits.max_file_bytes:
@@ -323,7 +328,7 @@ class _Meter:
                     if self.total > limits.ratio_grace_bytes and self.total > limits.max_ratio * self.z.size:
                         raise UploadError(f"The archive is compressed more than {bomb}")
                     sink(chunk)
-        except (zipfile.BadZipFile, zlib.error, EOFError):
+        except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError):  # UTF-8 flag on a non-UTF-8 name
             raise UploadError(f"Corrupt archive entry {shown}") from None
 
 
