@@ -1,0 +1,1 @@
+"""``python -m bench``: the Data API benchmark harness (see bench/README.md)."""

@@ -1,0 +1,98 @@
+"""The baseline of comparison 1: a bare Starlette + DuckDB app, the limit of this stack.
+
+One read-only DuckDB connection (its own copy of the company's database file), a cursor per request in
+Starlette's thread pool, the same SQL and the same JSON shape as our sync endpoints ({columns, rows,
+row_count, truncated}); no authentication, no store, no Temporal. Decimals leave DuckDB as DOUBLE, as in our
+worker, so neither side pays for Python Decimal objects.
+
+    python -m bench.bare --db copy.duckdb --queries queries.json --port 8000 [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from datetime import date
+
+import duckdb
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+_CONVERT = {"integer": int, "date": date.fromisoformat, "string": str}
+
+
+class Queries:
+    def __init__(self, con: duckdb.DuckDBPyConnection, queries: dict):
+        self.con, self.queries = con, queries
+        self._shapes: dict[str, tuple[str, list[str], list[dict]]] = {}  # name -> (SQL to run, names, columns)
+        self._lock = threading.Lock()
+
+    def run(self, name: str, values: dict) -> bytes:
+        query = self.queries[name]
+        params = {p["name"]: _CONVERT[p["type"]](values[p["name"]]) for p in query["parameters"]}
+        cursor = self.con.cursor()
+        try:
+            sql, names, columns = self._shape(cursor, name, params)
+            rows = [dict(zip(names, r, strict=True)) for r in cursor.execute(sql, params).fetchall()]
+        finally:
+            cursor.close()
+        return orjson.dumps({"columns": columns, "rows": rows, "row_count": len(rows), "truncated": False})
+
+    def _shape(self, cursor: duckdb.DuckDBPyConnection, name: str, params: dict) -> tuple[str, list, list]:
+        """Worked out once per query: its column names and types, and the SQL casting decimals to DOUBLE."""
+        with self._lock:
+            if name in self._shapes:
+                return self._shapes[name]
+        sql = self.queries[name]["sql"]
+        relation = cursor.sql(sql, params=params)
+        names, types = relation.columns, [str(t) for t in relation.types]
+        if any(t.startswith("DECIMAL") for t in types):
+            casts = ", ".join(f"#{i}::DOUBLE" if t.startswith("DECIMAL") else f"#{i}"
+                              for i, t in enumerate(types, 1))
+            sql = f"SELECT {casts} FROM (\n{sql}\n)"  # noqa: S608 - our own benchmark SQL
+        columns = [{"name": n, "type": t.split("(")[0].lower()} for n, t in zip(names, types, strict=True)]
+        with self._lock:
+            self._shapes[name] = (sql, names, columns)
+        return sql, names, columns
+
+
+def create_app(queries: Queries) -> Starlette:
+    async def execute(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in queries.queries:
+            return Response(b'{"error":"no such query"}', 404, media_type="application/json")
+        body = orjson.loads(await request.body() or b"{}")
+        content = await run_in_threadpool(queries.run, name, body.get("parameter_values") or {})
+        return Response(content, media_type="application/json")
+
+    async def health(_request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return Starlette(routes=[Route("/query/{name}", execute, methods=["POST"]),
+                             Route("/healthz", health, methods=["GET"])])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--queries", required=True, help="JSON {name: {sql, parameters}}")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=2, help="DuckDB threads (as DATAAPI_QUERY_THREADS)")
+    parser.add_argument("--memory-limit", default="1GB", help="as DATAAPI_QUERY_MEMORY_LIMIT")
+    args = parser.parse_args()
+    with open(args.queries, encoding="utf-8") as f:
+        queries = json.load(f)
+    con = duckdb.connect(args.db, read_only=True,
+                         config={"threads": args.threads, "memory_limit": args.memory_limit})
+    uvicorn.run(create_app(Queries(con, queries)), host="127.0.0.1", port=args.port, log_level="warning",
+                access_log=False)
+
+
+if __name__ == "__main__":
+    main()

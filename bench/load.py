@@ -1,0 +1,170 @@
+"""Load generation from the harness process: httpx.AsyncClient (HTTP/1.1, keep-alive), latency at
+concurrency 1 over N requests and throughput at concurrency C over a fixed duration, in alternating rounds
+(A B C, B C A, ...) so that drift of the machine affects every side alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from bench.queries import NAMESPACE
+
+Call = Callable[[httpx.AsyncClient, str, dict], Awaitable[httpx.Response]]
+
+
+@dataclass
+class Target:
+    """One side of a comparison: ``call(client, query, params)`` sends one request."""
+
+    name: str
+    call: Call
+    sent: int = 0  # requests answered, whatever their status
+
+
+def ours(base: str, token: str) -> Target:
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(client: httpx.AsyncClient, query: str, params: dict) -> httpx.Response:
+        return await client.post(f"{base}/api/v1/data-api/{NAMESPACE}/{query}/execute",
+                                 json={"parameter_values": params}, headers=headers)
+
+    return Target("ours", call)
+
+
+def bare(base: str) -> Target:
+    async def call(client: httpx.AsyncClient, query: str, params: dict) -> httpx.Response:
+        return await client.post(f"{base}/query/{query}", json={"parameter_values": params})
+
+    return Target("bare", call)
+
+
+def datasette(base: str) -> Target:
+    async def call(client: httpx.AsyncClient, query: str, params: dict) -> httpx.Response:
+        return await client.get(f"{base}/bench/{query}.json", params={**params, "_shape": "objects"})
+
+    return Target("datasette", call)
+
+
+def rows_of(response: httpx.Response) -> list[dict]:
+    return response.json()["rows"]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def latency_stats(seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {"n": len(ms), "p50_ms": _r(percentile(ms, 0.5)), "p95_ms": _r(percentile(ms, 0.95)),
+            "p99_ms": _r(percentile(ms, 0.99)), "mean_ms": _r(sum(ms) / len(ms)) if ms else None,
+            "min_ms": _r(min(ms, default=None)), "max_ms": _r(max(ms, default=None))}
+
+
+def _r(v: float | None, digits: int = 2) -> float | None:
+    return round(v, digits) if v is not None else None
+
+
+class RequestFailed(Exception):
+    pass
+
+
+async def _one(client: httpx.AsyncClient, target: Target, query: str, params: dict) -> float:
+    started = time.perf_counter()
+    response = await target.call(client, query, params)
+    elapsed = time.perf_counter() - started
+    target.sent += 1
+    if response.status_code != 200:
+        raise RequestFailed(f"{target.name} {query}: HTTP {response.status_code} {response.text[:200]}")
+    return elapsed
+
+
+def _rotations(targets: list[Target], rounds: int) -> list[list[Target]]:
+    return [targets[r % len(targets):] + targets[:r % len(targets)] for r in range(rounds)]
+
+
+async def warm_up(client: httpx.AsyncClient, targets: list[Target], query: str, params: list[dict]) -> None:
+    for target in targets:
+        for p in params:
+            await _one(client, target, query, p)
+
+
+async def latency_rounds(client: httpx.AsyncClient, targets: list[Target], query: str, params: list[dict],
+                         rounds: int, per_round: int) -> dict[str, dict]:
+    """Concurrency 1: ``rounds`` alternating rounds of ``per_round`` sequential requests per target; every
+    target gets the same parameter values in the same order."""
+    samples: dict[str, list[float]] = {t.name: [] for t in targets}
+    for r, order in enumerate(_rotations(targets, rounds)):
+        chunk = params[r * per_round:(r + 1) * per_round]
+        for target in order:
+            for p in chunk:
+                samples[target.name].append(await _one(client, target, query, p))
+    return {name: latency_stats(s) for name, s in samples.items()}
+
+
+@dataclass
+class _Window:
+    started: float
+    ends_at: float
+    done: list[float] = field(default_factory=list)
+    last: float = 0.0  # when the last request started in the window finished
+    errors: int = 0
+    first_error: str | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return max(self.last, self.ends_at) - self.started
+
+
+async def _saturate(client: httpx.AsyncClient, target: Target, query: str, params: list[dict], concurrency: int,
+                    seconds: float) -> _Window:
+    """``concurrency`` closed-loop clients start requests for ``seconds``; every request started in the window
+    counts, over the time until the last of them finished (so short windows are not biased by slow requests)."""
+    now = time.perf_counter()
+    window = _Window(now, now + seconds)
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        while time.perf_counter() < window.ends_at:
+            p = params[next(counter) % len(params)]
+            try:
+                window.done.append(await _one(client, target, query, p))
+            except (RequestFailed, httpx.HTTPError) as e:
+                window.errors += 1
+                window.first_error = window.first_error or str(e) or type(e).__name__
+                await asyncio.sleep(0.05)
+            window.last = time.perf_counter()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return window
+
+
+async def throughput_rounds(client: httpx.AsyncClient, targets: list[Target], query: str, params: list[dict],
+                            rounds: int, concurrency: int, seconds: float) -> dict[str, dict]:
+    """Concurrency ``concurrency`` for ``seconds`` per target and round, alternating; req/s is the successful
+    requests (HTTP 200) over the rounds' time, each round from its start until its last request finished."""
+    done: dict[str, list[float]] = {t.name: [] for t in targets}
+    elapsed: dict[str, float] = dict.fromkeys(done, 0.0)
+    errors: dict[str, int] = dict.fromkeys(done, 0)
+    first_error: dict[str, str | None] = dict.fromkeys(done)
+    for order in _rotations(targets, rounds):
+        for target in order:
+            w = await _saturate(client, target, query, params, concurrency, seconds)
+            done[target.name] += w.done
+            elapsed[target.name] += w.elapsed
+            errors[target.name] += w.errors
+            first_error[target.name] = first_error[target.name] or w.first_error
+    return {name: {"concurrency": concurrency, "seconds": _r(elapsed[name]), "requests": len(d),
+                   "req_per_s": _r(len(d) / elapsed[name], 1), "errors": errors[name],
+                   "first_error": first_error[name], "latency_under_load": latency_stats(d)}
+            for name, d in done.items()}

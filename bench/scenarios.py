@@ -1,0 +1,277 @@
+"""The six comparisons. Each takes the run's context and returns a JSON-able dict of numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from bench import data, histories, load
+from bench.load import Target
+from bench.plan import Plan
+from bench.procs import ProcessMonitor
+from bench.queries import NAMESPACE, WIDE_ROWS, parameter_values
+from bench.receiver import Receiver
+from bench.stack import Stack
+
+
+@dataclass
+class Context:
+    plan: Plan
+    stack: Stack
+    client: httpx.AsyncClient
+    token: str
+    log: Callable[[str], None] = print
+
+    @property
+    def auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def targets(self, *names: str) -> list[Target]:
+        made = {"ours": lambda: load.ours(self.stack.api, self.token),
+                "bare": lambda: load.bare(self.stack.bare), "datasette": lambda: load.datasette(self.stack.datasette)}
+        return [made[n]() for n in names]
+
+    def monitor(self) -> ProcessMonitor:
+        """RSS and CPU time of every process of the run, the harness (the load generator) included."""
+        return ProcessMonitor({**self.stack.pids, "harness": os.getpid()})
+
+
+def _normalised(rows: list[dict]) -> list[tuple]:
+    return [tuple(round(v, 2) if isinstance(v, float) else v for v in r.values()) for r in rows]
+
+
+async def _same_answers(ctx: Context, targets: list[Target], query: str, params: dict) -> int:
+    """Every side answers the same rows for the same parameters (a guard against comparing different work)."""
+    answers = {}
+    for t in targets:
+        response = await t.call(ctx.client, query, params)
+        if response.status_code != 200:
+            raise load.RequestFailed(f"{t.name} {query}: HTTP {response.status_code} {response.text[:300]}")
+        answers[t.name] = _normalised(load.rows_of(response))
+    first = next(iter(answers.values()))
+    for name, rows in answers.items():
+        if rows != first:
+            raise AssertionError(f"{query}: {name} answers differently: {rows[:2]} vs {first[:2]}")
+    return len(first)
+
+
+# --- 1 and 2: sync execute vs the bare handler and vs Datasette -----------------------------------------------
+
+async def queries(ctx: Context, baselines: list[str]) -> dict:
+    plan, out = ctx.plan, {}
+    targets = ctx.targets("ours", *baselines)
+    with ctx.monitor() as procs:
+        for query, per_round in (("point", plan.point_requests), ("medium", plan.medium_requests)):
+            params = parameter_values(query, plan.rows, max(plan.rounds * per_round, 200))
+            rows = await _same_answers(ctx, targets, query, params[0])
+            await load.warm_up(ctx.client, targets, query, params[-plan.warmup:])
+            ctx.log(f"  {query}: {rows} row(s); latency at concurrency 1, {plan.rounds} rounds x {per_round}")
+            since = datetime.now(UTC)
+            latency = await load.latency_rounds(ctx.client, targets, query, params, plan.rounds, per_round)
+            phases = await histories.sync_phases(ctx.stack.settings, f"{NAMESPACE}/{query}", since, datetime.now(UTC))
+            ctx.log(f"  {query}: throughput at concurrency {plan.concurrency}, "
+                    f"{plan.rounds} rounds x {plan.throughput_seconds:g} s per side")
+            throughput = await load.throughput_rounds(ctx.client, targets, query, params, plan.rounds,
+                                                      plan.concurrency, plan.throughput_seconds)
+            out[query] = {"rows": rows, "latency": latency, "throughput": throughput, "ours_workflow_phases": phases}
+    out["processes"] = procs.report()
+    out["cpu_ms_per_request"] = _cpu_per_request(out["processes"], targets)
+    return out
+
+
+OURS = ("api", "worker", "temporal")  # the processes that serve our side
+
+
+def _cpu_per_request(processes: dict, targets: list[Target]) -> dict:
+    """CPU milliseconds each side's processes spent per request it answered (warm-up and drain included)."""
+    out = {}
+    for t in targets:
+        names = OURS if t.name == "ours" else (t.name,)
+        per = {n: round(processes[n]["cpu_s"] * 1000 / max(t.sent, 1), 2) for n in names}
+        out[t.name] = {"requests": t.sent, **per, "total": round(sum(per.values()), 2)}
+    return out
+
+
+# --- 4: a 10,000-row result ---------------------------------------------------------------------------------
+
+async def wide(ctx: Context) -> dict:
+    plan = ctx.plan
+    targets = ctx.targets("ours", "bare")
+    params = parameter_values("wide", plan.rows, max(plan.rounds * plan.wide_requests, 50))
+    rows = await _same_answers(ctx, targets, "wide", params[0])
+    if rows != WIDE_ROWS:
+        raise AssertionError(f"wide returned {rows} rows, not {WIDE_ROWS}")
+    with ctx.monitor() as c1:
+        await load.warm_up(ctx.client, targets, "wide", params[-2:])
+        latency = await load.latency_rounds(ctx.client, targets, "wide", params, plan.rounds, plan.wide_requests)
+    with ctx.monitor() as c16:
+        throughput = await load.throughput_rounds(ctx.client, targets, "wide", params, 1, plan.concurrency,
+                                                  plan.throughput_seconds)
+    sizes = {t.name: len((await t.call(ctx.client, "wide", params[1])).content) for t in targets}
+    return {"rows": rows, "response_bytes": sizes, "latency": latency, "throughput": throughput,
+            "processes": c1.report(), "processes_under_load": c16.report()}
+
+
+# --- 3: async jobs ------------------------------------------------------------------------------------------
+
+def _store_jobs(ctx: Context, ids: list[str]) -> dict[str, tuple[str, float | None, float | None]]:
+    """{job_id: (status, created_at, completed_at)} read from the metadata store (microsecond timestamps)."""
+    db = sqlite3.connect(f"file:{ctx.stack.settings.var_dir / 'dataapi.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        found = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for job_id, status, created, completed in db.execute(
+                    f"SELECT id, status, created_at, completed_at FROM jobs WHERE id IN ({marks})", chunk):  # noqa: S608
+                found[job_id] = (status, _epoch(created), _epoch(completed))
+        return found
+    finally:
+        db.close()
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if stamp is None:
+        return None
+    ts = datetime.fromisoformat(stamp)
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+
+
+async def _until_finished(ctx: Context, ids: list[str], within: float) -> dict:
+    """Waits (reading only the jobs still pending, four times a second) until every job has finished or
+    ``within`` seconds passed; returns them all as ``_store_jobs`` does."""
+    pending, deadline = list(ids), time.monotonic() + within
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        jobs = await asyncio.to_thread(_store_jobs, ctx, pending)
+        pending = [i for i in pending if i not in jobs or jobs[i][0] == "processing"]
+    return await asyncio.to_thread(_store_jobs, ctx, ids)
+
+
+async def _submit(ctx: Context, slug: str, params: dict, callback_url: str | None = None) -> dict:
+    body = {"parameter_values": params} | ({"callback_url": callback_url} if callback_url else {})
+    r = await ctx.client.post(f"{ctx.stack.api}/api/v1/data-api/{NAMESPACE}/{slug}/execute", json=body,
+                              headers=ctx.auth)
+    if r.status_code != 202:
+        raise load.RequestFailed(f"{slug}: HTTP {r.status_code} {r.text[:300]}")
+    return r.json()
+
+
+async def async_jobs(ctx: Context) -> dict:
+    n, concurrency = ctx.plan.async_jobs, ctx.plan.concurrency
+    params = parameter_values("point-async", ctx.plan.rows, n)
+    submitted: dict[str, float] = {}
+    pending = iter(params)
+
+    async def submitter() -> None:
+        for p in pending:
+            at = time.time()
+            submitted[(await _submit(ctx, "point-async", p))["job_id"]] = at
+
+    warm = (await _submit(ctx, "point-async", params[0]))["job_id"]
+    await _until_finished(ctx, [warm], 30)
+    with ctx.monitor() as procs:
+        started = time.time()
+        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+        submit_seconds = time.time() - started
+        ctx.log(f"  {n} submissions in {submit_seconds:.1f} s; waiting for completion")
+        jobs = await _until_finished(ctx, list(submitted), ctx.plan.scenario_timeout)
+    done = {i: j for i, j in jobs.items() if j[0] == "completed"}
+    last = max((j[2] for j in done.values()), default=started)
+    r = await ctx.client.get(f"{ctx.stack.api}/api/v1/data-api/{NAMESPACE}/point-async/jobs/{next(iter(done))}",
+                             headers=ctx.auth) if done else None
+    return {
+        "submitted": n, "completed": len(done), "failed": sum(1 for j in jobs.values() if j[0] == "failed"),
+        "unfinished": n - sum(1 for j in jobs.values() if j[0] != "processing"),
+        "submit_seconds": round(submit_seconds, 2), "submit_per_s": round(n / submit_seconds, 1),
+        "completed_per_s": round(len(done) / max(last - started, 1e-9), 1),
+        "submit_to_completed": load.latency_stats([j[2] - submitted[i] for i, j in done.items()]),
+        "created_to_completed": load.latency_stats([j[2] - j[1] for j in done.values()]),
+        "sample_job_ok": r is not None and r.status_code == 200 and r.json()["result"]["row_count"] == 1,
+        "processes": procs.report(),
+    }
+
+
+# --- 5: callbacks -------------------------------------------------------------------------------------------
+
+async def _poll_completed(ctx: Context, polling_url: str, within: float) -> float | None:
+    """The wall-clock moment polling (every 20 ms) first sees the job completed."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        r = await ctx.client.get(ctx.stack.api + polling_url, headers=ctx.auth)
+        if r.status_code == 200 and r.json()["status"] != "processing":
+            return time.time()
+        await asyncio.sleep(0.02)
+    return None
+
+
+async def callbacks(ctx: Context) -> dict:
+    k = ctx.plan.callback_jobs
+    params = parameter_values("point-callback", ctx.plan.rows, k + 1)
+    from_completed, from_polled, missing = [], [], 0
+    with Receiver(ctx.stack.work / "pki") as rx:
+        for i, p in enumerate(params):  # the first one warms up the callback path and is not counted
+            accepted = await _submit(ctx, "point-callback", p, callback_url=rx.url)
+            seen, arrived = await asyncio.gather(_poll_completed(ctx, accepted["polling_url"], 30),
+                                                 asyncio.to_thread(rx.wait_for, accepted["job_id"], 30))
+            completed = (await asyncio.to_thread(_store_jobs, ctx, [accepted["job_id"]]))[accepted["job_id"]][2]
+            if i == 0:
+                continue
+            if arrived is None or completed is None:
+                missing += 1
+                continue
+            from_completed.append(arrived - completed)
+            if seen is not None:
+                from_polled.append(arrived - seen)
+    return {"jobs": k, "missing": missing, "completed_to_receipt": load.latency_stats(from_completed),
+            "polled_to_receipt": load.latency_stats(from_polled)}
+
+
+# --- 6: Jobs API uploads ------------------------------------------------------------------------------------
+
+async def _job_result(ctx: Context, job_id: str, within: float) -> httpx.Response:
+    headers = ctx.stack.tenant.jobs_headers()
+    deadline = time.monotonic() + within
+    while True:
+        r = await ctx.client.get(f"{ctx.stack.api}/api/v1/job/{job_id}/result", headers=headers)
+        if r.status_code != 202 or time.monotonic() > deadline:
+            return r
+        await asyncio.sleep(0.1)
+
+
+async def uploads(ctx: Context) -> dict:
+    out = {}  # by size, e.g. "50mb"
+    headers = ctx.stack.tenant.jobs_headers()
+    for mb in ctx.plan.upload_mb:
+        path = await asyncio.to_thread(data.write_csv, ctx.stack.work / f"upload-{mb}mb.csv", mb)
+        size = path.stat().st_size
+        lines = await asyncio.to_thread(_count_lines, path)
+        try:
+            with ctx.monitor() as procs:
+                started = time.perf_counter()
+                with path.open("rb") as f:  # streamed from disk by httpx
+                    r = await ctx.client.post(f"{ctx.stack.api}/api/v1/job/execute", headers=headers,
+                                              files={"file": (path.name, f, "text/csv")})
+                uploaded = time.perf_counter() - started
+                if r.status_code != 201:
+                    raise load.RequestFailed(f"upload of {mb} MB: HTTP {r.status_code} {r.text[:300]}")
+                result = await _job_result(ctx, r.json()["job_id"], ctx.plan.scenario_timeout)
+                finished = time.perf_counter() - started
+        finally:
+            path.unlink(missing_ok=True)
+        ok = result.status_code == 200 and result.json().get("lines") == lines
+        out[f"{mb}mb"] = {"bytes": size, "lines": lines, "upload_s": round(uploaded, 3),
+                          "to_completed_s": round(finished, 3), "result_ok": ok, "processes": procs.report()}
+    return {"sizes": out}
+
+
+def _count_lines(path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
