@@ -8,6 +8,7 @@ import hashlib
 from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from dataapi.endpoints import iso
@@ -40,9 +41,12 @@ def current_secret(session: Session, box: SecretBox, company_id: int) -> str:
     """The company's signing secret, created on first use."""
     row = _newest(session, company_id)
     if row is None:
-        row = WebhookSecret(company_id=company_id, secret_encrypted=box.seal(new_secret()))
-        session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():  # a unique index admits one current secret: a racing creator wins
+                row = WebhookSecret(company_id=company_id, secret_encrypted=box.seal(new_secret()))
+                session.add(row)
+        except IntegrityError:
+            row = _newest(session, company_id)
     return box.open(row.secret_encrypted)
 
 
@@ -53,6 +57,7 @@ def rotate_secret(session: Session, box: SecretBox, company_id: int) -> str:
                                                         WebhookSecret.retired_at.is_(None))).all():
         row.retired_at = now
         session.add(row)
+    session.flush()  # retired before the new one exists: one current secret at any time
     secret = new_secret()
     session.add(WebhookSecret(company_id=company_id, secret_encrypted=box.seal(secret)))
     session.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -144,6 +145,17 @@ def stack_settings(tmp_path, sqlite_url, temporal_env) -> Settings:
                     temporal_address=temporal_env.client.service_client.config.target_host,
                     task_queue_queries=f"queries-{uuid.uuid4().hex[:8]}",
                     task_queue_callbacks=f"callbacks-{uuid.uuid4().hex[:8]}", query_heartbeat_seconds=2.0)
+
+
+@contextlib.asynccontextmanager
+async def app_and_client(settings: Settings, temporal_client):
+    """An API app with its own engine, wired to the dev server, and an httpx client over ASGI."""
+    engine = make_engine(settings.resolved_database_url)
+    app = create_app(settings, engine, temporal_client)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
+        yield app, api
+    engine.dispose()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from dataapi import callbacks
 from dataapi.db import session_scope
 from dataapi.messages import AttemptInput, AttemptOutput, CallbackInput
+from tests.conftest import app_and_client
 from tests.receiver import Reply
 from tests.test_data_api import Tenant, bearer, execute, wait_job
 from tests.test_query_durability import _until, _worker_process
@@ -39,15 +40,8 @@ def cb_settings(stack_settings, pki):
 
 @pytest.fixture
 async def cb_stack(cb_settings, temporal_env):
-    from api.app import create_app
-    from dataapi.db import make_engine
-
-    engine = make_engine(cb_settings.resolved_database_url)
-    app = create_app(cb_settings, engine, temporal_env.client)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
-        yield app, api
-    engine.dispose()
+    async with app_and_client(cb_settings, temporal_env.client) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -267,3 +261,32 @@ async def test_full_retry_schedule_under_time_skipping():
     for gap, (_, delay) in zip(gaps, seen, strict=False):
         assert delay - 1 <= gap <= delay + 5
     assert timedelta(days=2.5) < times[-1] - times[0] < timedelta(days=3.5)
+
+
+def test_concurrent_first_uses_agree_on_one_secret(db_url):
+    """Six deliveries of a new company's first jobs at once sign with the one secret the company keeps."""
+    import threading
+
+    from dataapi import identity
+    from dataapi.db import make_engine
+    from tests.conftest import unique_slug
+
+    engine, box = make_engine(db_url), callbacks.SecretBox(b"k" * 32)
+    with session_scope(engine) as s:
+        company_id = identity.create_company(s, unique_slug()).id
+    seen, barrier = [], threading.Barrier(6)
+
+    def first_use():
+        barrier.wait()
+        with session_scope(engine) as s:
+            seen.append(callbacks.current_secret(s, box, company_id))
+
+    threads = [threading.Thread(target=first_use) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with session_scope(engine) as s:
+        kept = callbacks.current_secret(s, box, company_id)
+    engine.dispose()
+    assert seen == [kept] * 6

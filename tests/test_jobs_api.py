@@ -21,7 +21,7 @@ from dataapi.demo import HERE as DEMO
 from dataapi.demo import REPOSITORY
 from dataapi.jobs import upsert_repository
 from dataapi.models import RepoJob
-from tests.conftest import unique_slug
+from tests.conftest import app_and_client, unique_slug
 from tests.test_query_durability import _until, _worker_process
 from worker import build_job_worker
 
@@ -95,15 +95,8 @@ def jobs_settings(stack_settings):
 
 @pytest.fixture
 async def jobs_app(jobs_settings, temporal_env):
-    from api.app import create_app
-    from dataapi.db import make_engine
-
-    engine = make_engine(jobs_settings.resolved_database_url)
-    app = create_app(jobs_settings, engine, temporal_env.client)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
-        yield app, api
-    engine.dispose()
+    async with app_and_client(jobs_settings, temporal_env.client) as pair:
+        yield pair
 
 
 @pytest.fixture
