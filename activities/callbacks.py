@@ -17,6 +17,7 @@ from dataapi import callbacks
 from dataapi.artifacts import ArtifactStore
 from dataapi.db import session_scope
 from dataapi.endpoints import job_body
+from dataapi.logs import log_context
 from dataapi.messages import AttemptInput, AttemptOutput
 from dataapi.models import Job, utcnow
 from dataapi.settings import Settings
@@ -53,6 +54,7 @@ class CallbackActivities:
 
     @activity.defn(name="deliver_callback")
     async def deliver_callback(self, inp: AttemptInput) -> AttemptOutput:
+        log_context.set({"job_id": inp.job_id, "webhook_id": inp.delivery_id})
         url, body, secrets = await self._blocking(self._prepare, inp)
         s = self.settings
         attempt = await deliver(url, body, webhook_headers(inp.delivery_id, int(time.time()), body, secrets),

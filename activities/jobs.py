@@ -22,6 +22,7 @@ from activities.runners import RunLimits, RunResult, run_job
 from dataapi import jobs
 from dataapi.artifacts import ArtifactNotFound, ArtifactStore
 from dataapi.db import session_scope
+from dataapi.logs import log_context
 from dataapi.messages import JobFailure, JobInput, JobOutput
 from dataapi.models import RepoJob
 
@@ -90,6 +91,7 @@ class JobActivities:
 
     @activity.defn(name="run_repository_job")
     async def run_repository_job(self, inp: JobInput) -> JobOutput:
+        log_context.set({"job_id": inp.job_id, "company": inp.company_slug})
         job_dir = self.work_dir / inp.job_id
         step = StepLog(job_dir / "logs" / "platform.log")
         try:

@@ -19,6 +19,7 @@ from activities.duck import CompanyDatabases, QueryFailed, QueryInterrupted, Que
 from dataapi.artifacts import ArtifactStore
 from dataapi.db import session_scope
 from dataapi.endpoints import finish_job
+from dataapi.logs import log_context
 from dataapi.messages import FinishInput, QueryInput, QueryOutput
 from dataapi.params import ParamSpec, to_bind
 
@@ -55,6 +56,7 @@ class QueryActivities:
 
     @activity.defn(name="run_query")
     async def run_query(self, inp: QueryInput) -> QueryOutput:
+        log_context.set({"job_id": inp.job_id, "company": inp.company_slug, "endpoint": inp.endpoint})
         interrupts: list[Callable[[], None]] = []
         executed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         params = to_bind([ParamSpec.from_dict(p) for p in inp.param_specs], inp.params)
