@@ -132,5 +132,9 @@ async def test_worker_killed_mid_query_then_restarted_completes_the_job(stack_ap
         job = await wait_job(api_of, token, accepted["polling_url"], within=60)
     assert job["status"] == "completed", job
     assert job["result"]["rows"] == [{"n": 0}]
-    desc = await handle.describe()
-    assert desc.status == WorkflowExecutionStatus.COMPLETED
+
+    async def closed():  # the job row is written by the activity; the workflow closes on its next task, which
+        desc = await handle.describe()  # may wait out the dead worker's sticky queue (10 s)
+        return desc.status if desc.status != WorkflowExecutionStatus.RUNNING else None
+
+    assert await _until(closed, within=30) == WorkflowExecutionStatus.COMPLETED
