@@ -23,18 +23,22 @@ ROUTE_MODULES = [health, metrics, auth_endpoints, data_api, jobs_api, admin]
 
 async def _query_worker(ctx: AppContext) -> None:
     """Runs the API's own query worker on the API's client (eager start needs both in one process), once
-    Temporal answers; until then sync executions simply go through the worker processes."""
+    Temporal answers; until then, and if it ever stops, sync executions go through the worker processes."""
     from worker import build_query_worker  # DuckDB comes in with it, only when this worker is wanted
 
-    client = await ctx.temporal()
     while True:
         try:
-            await client.service_client.check_health()
-            break
-        except Exception:  # Temporal not up yet: the API serves meanwhile, readyz says so
+            client = await ctx.connected_temporal()
+        except Exception as e:  # Temporal not up yet: the API serves meanwhile, readyz says so
+            log.debug("embedded query worker waits for Temporal: %s", e)
             await asyncio.sleep(2)
-    async with build_query_worker(client, ctx.settings, in_api=True):
-        await asyncio.Event().wait()
+            continue
+        try:
+            log.info("embedded query worker polls %s", ctx.settings.task_queue_queries)
+            await build_query_worker(client, ctx.settings, in_api=True).run()  # a cancel shuts it down
+        except Exception:
+            log.exception("embedded query worker stopped; restarting it in 5 s")
+            await asyncio.sleep(5)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None,

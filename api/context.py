@@ -54,3 +54,12 @@ class AppContext:
                 if self._client is None:
                     self._client = await temporal.connect(self.settings, lazy=True)
         return self._client
+
+    async def connected_temporal(self) -> Client:
+        """The process's client, connected now (raises while Temporal is unreachable). Workers refuse lazy
+        clients, and eager start needs the starting client to be the worker's: the connected client replaces
+        the lazy one for every later request."""
+        async with self._client_lock:
+            if self._client is None or self._client.service_client.config.lazy:
+                self._client = await temporal.connect(self.settings)
+            return self._client
