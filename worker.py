@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.callbacks import CallbackActivities
 from activities.duck import CompanyDatabases
@@ -30,10 +29,6 @@ from workflows.query import QueryWorkflow
 
 log = logging.getLogger("dataapi.worker")
 QUEUES = ("queries", "jobs", "callbacks")
-# The sandbox keeps checking every workflow's calls (no clock, random, I/O or threads), but its modules are
-# the process's own instead of a fresh import per workflow run: ~10 ms of CPU less per execution. Our
-# workflow modules are side-effect free at import time, which is what re-importing protects against.
-SANDBOX = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 
 def build_query_worker(client: Client, settings: Settings, in_api: bool = False) -> Worker:
@@ -53,7 +48,7 @@ def build_query_worker(client: Client, settings: Settings, in_api: bool = False)
         client, task_queue=settings.task_queue_queries, workflows=[QueryWorkflow],
         activities=[acts.run_query, acts.finish_failed],
         max_concurrent_activities=settings.query_workers, max_concurrent_local_activities=settings.query_workers,
-        no_remote_activities=in_api, workflow_runner=SANDBOX,
+        no_remote_activities=in_api, workflow_runner=temporal.WORKFLOW_RUNNER,
     )
 
 
@@ -65,7 +60,8 @@ def build_callback_worker(client: Client, settings: Settings) -> Worker:
         executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback"),
     )
     return Worker(client, task_queue=settings.task_queue_callbacks, workflows=[CallbackWorkflow],
-                  activities=[acts.deliver_callback], max_concurrent_activities=50)
+                  activities=[acts.deliver_callback], max_concurrent_activities=50,
+                  workflow_runner=temporal.WORKFLOW_RUNNER)
 
 
 def build_job_worker(client: Client, settings: Settings) -> Worker:
@@ -77,7 +73,7 @@ def build_job_worker(client: Client, settings: Settings) -> Worker:
     )
     return Worker(client, task_queue=settings.task_queue_jobs, workflows=[RepositoryJobWorkflow],
                   activities=[acts.run_repository_job, acts.fail_repository_job],
-                  max_concurrent_activities=settings.job_workers)
+                  max_concurrent_activities=settings.job_workers, workflow_runner=temporal.WORKFLOW_RUNNER)
 
 
 BUILDERS = {"queries": build_query_worker, "callbacks": build_callback_worker, "jobs": build_job_worker}

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from bench import report, scenarios
+from bench.floor import floor
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import Processes
 from bench.stack import start_stack
@@ -37,6 +38,7 @@ SCENARIOS = {
     "wide": "4. a 10,000-row result: response time, API and worker RSS",
     "callback": "5. callback: completion-to-receipt latency",
     "upload": "6. Jobs API: CSV uploads of two sizes, time to completed and RSS",
+    "floor": "7. Temporal alone on the same dev server: no-op workflows of our two shapes (what nobody can beat)",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -101,6 +103,9 @@ async def _run_scenarios(plan: Plan, only: list[str], stack, procs: Processes) -
             "wide": ("wide" in only, lambda: scenarios.wide(ctx)),
             "callback": ("callback" in only, lambda: scenarios.callbacks(ctx)),
             "upload": ("upload" in only, lambda: scenarios.uploads(ctx)),
+            "floor": ("floor" in only, lambda: floor(stack.settings.temporal_address, stack.settings.temporal_namespace,
+                                                     plan.point_requests * plan.rounds, plan.async_jobs,
+                                                     plan.concurrency, log)),
         }
         out = {}
         for name, (wanted, run) in jobs.items():

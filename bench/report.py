@@ -150,6 +150,17 @@ def build_rows(results: dict) -> list[Row]:
             delta = big["processes"]["api"]["growth_mb"] - small["processes"]["api"]["growth_mb"]
             rows.append(Row(label, f"API RSS growth {sizes[-1]} minus {sizes[0]} (MB)", round(delta, 1), None,
                             f"<= {allowed} MB (flat)", delta <= allowed))
+
+    f = s.get("floor")
+    if f and "error" not in f:  # baseline = Temporal alone: the ratio is how far above the floor we are
+        label = "7 Temporal floor"
+        point = _get(q, "point", "latency", "ours")
+        for p in ("p50", "p99"):
+            rows.append(Row(label, f"point {p} c1 vs no-op eager workflow (ms)", _get(point, f"{p}_ms"),
+                            f["sync_floor"][f"{p}_ms"]))
+        done = a["completed_per_s"] if a and "error" not in a else None
+        rows.append(Row(label, f"async jobs/s vs no-op remote-activity workflows/s ({f['async_floor_jobs']})", done,
+                        f["async_floor_completed_per_s"]))
     return rows
 
 

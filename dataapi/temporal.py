@@ -9,6 +9,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client, TLSConfig
 from temporalio.common import SearchAttributeKey
 from temporalio.runtime import Runtime
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from dataapi.settings import Settings
 
@@ -20,6 +21,11 @@ SA_MODE = SearchAttributeKey.for_keyword("DataApiMode")  # sync | async
 SA_REPOSITORY = SearchAttributeKey.for_keyword("DataApiRepository")
 SEARCH_ATTRIBUTES = [SA_COMPANY, SA_KIND, SA_ENDPOINT, SA_MODE, SA_REPOSITORY]
 
+
+# The sandbox keeps checking every workflow's calls (no clock, random, I/O or threads), but its modules are
+# the process's own instead of a fresh import per workflow run: ~10 ms of CPU less per execution. Our
+# workflow modules are side-effect free at import time, which is what re-importing protects against.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 # The dev server's SQLite file in WAL mode with synchronous=NORMAL: a commit is one append to the log instead
 # of a journal write plus two fsyncs, so each history write costs a fraction. A killed process loses nothing
