@@ -48,7 +48,7 @@ def build_query_worker(client: Client, settings: Settings, in_api: bool = False)
         client, task_queue=settings.task_queue_queries, workflows=[QueryWorkflow],
         activities=[acts.run_query, acts.finish_failed],
         max_concurrent_activities=settings.query_workers, max_concurrent_local_activities=settings.query_workers,
-        no_remote_activities=in_api, workflow_runner=temporal.WORKFLOW_RUNNER,
+        no_remote_activities=in_api, workflow_runner=temporal.QUERY_WORKFLOW_RUNNER,
     )
 
 

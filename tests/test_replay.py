@@ -19,6 +19,8 @@ from workflows.callback import CallbackWorkflow
 from workflows.job import RepositoryJobWorkflow
 from workflows.query import QueryWorkflow
 
+# Replayed under the default sandbox: QueryWorkflow, which production runs unsandboxed for speed, still has
+# its clock, random and I/O calls checked here.
 WORKFLOWS = [QueryWorkflow, CallbackWorkflow, RepositoryJobWorkflow]
 _CLOSED_EVENT = {"COMPLETED": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
                  "FAILED": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
