@@ -15,7 +15,7 @@ from temporalio import activity
 from activities.delivery import deliver
 from dataapi import callbacks
 from dataapi.artifacts import ArtifactStore
-from dataapi.db import session_scope
+from dataapi.db import session_scope, while_unavailable
 from dataapi.endpoints import job_body
 from dataapi.logs import log_context
 from dataapi.messages import AttemptInput, AttemptOutput
@@ -25,6 +25,7 @@ from dataapi.webhooks import webhook_headers
 
 log = logging.getLogger("dataapi.activities.callbacks")
 _FINAL = ("delivered", "gone", "refused")
+STORE_WAIT_SECONDS = 20.0  # each store step of an attempt waits this long for an unreachable store (within 60 s)
 
 
 class CallbackActivities:
@@ -55,7 +56,7 @@ class CallbackActivities:
     @activity.defn(name="deliver_callback")
     async def deliver_callback(self, inp: AttemptInput) -> AttemptOutput:
         log_context.set({"job_id": inp.job_id, "webhook_id": inp.delivery_id})
-        url, body, secrets = await self._blocking(self._prepare, inp)
+        url, body, secrets = await while_unavailable(lambda: self._blocking(self._prepare, inp), STORE_WAIT_SECONDS)
         s = self.settings
         attempt = await deliver(url, body, webhook_headers(inp.delivery_id, int(time.time()), body, secrets),
                                 allow_cidrs=s.callback_allow_cidrs, ca_bundle=s.callback_ca_bundle,
@@ -68,6 +69,7 @@ class CallbackActivities:
                  attempt.outcome, attempt.status_code or attempt.error)
         activity.metric_meter().create_counter(
             "dataapi_callback_attempts", "Callback delivery attempts by outcome").add(1, {"outcome": attempt.outcome})
-        await self._blocking(self._record, inp, attempt.outcome, attempt.status_code, attempt.error,
-                             attempt.duration_ms, next_delay)
+        await while_unavailable(lambda: self._blocking(self._record, inp, attempt.outcome, attempt.status_code,
+                                                       attempt.error, attempt.duration_ms, next_delay),
+                                STORE_WAIT_SECONDS)
         return AttemptOutput(outcome=attempt.outcome, status_code=attempt.status_code, next_delay_seconds=next_delay)

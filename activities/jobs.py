@@ -21,12 +21,13 @@ from temporalio import activity
 from activities.runners import RunLimits, RunResult, run_job
 from dataapi import jobs
 from dataapi.artifacts import ArtifactNotFound, ArtifactStore
-from dataapi.db import session_scope
+from dataapi.db import session_scope, while_unavailable
 from dataapi.logs import log_context
 from dataapi.messages import JobFailure, JobInput, JobOutput
 from dataapi.models import RepoJob
 
 log = logging.getLogger("dataapi.activities.jobs")
+STORE_WAIT_SECONDS = 120.0  # a finished run waits this long for an unreachable store before the attempt fails
 
 
 def zip_dir(src: Path, dest: Path) -> None:
@@ -116,7 +117,8 @@ class JobActivities:
                 await asyncio.wait({running}, timeout=min(1.0, inp.heartbeat_seconds / 3))
                 activity.heartbeat()
             result = running.result()
-            return await self._blocking(self._persist, inp, job_dir, result, step)
+            return await while_unavailable(lambda: self._blocking(self._persist, inp, job_dir, result, step),
+                                           STORE_WAIT_SECONDS, activity.heartbeat)
         except asyncio.CancelledError:  # deleted (or cancelled from the UI): the process goes, its files too
             cancelled.set()
             for kill in kills:

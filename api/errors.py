@@ -6,9 +6,14 @@ from __future__ import annotations
 import logging
 
 import orjson
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from temporalio.service import RPCError, RPCStatusCode
+
+from dataapi import db
 
 log = logging.getLogger("dataapi.api")
 
@@ -65,4 +70,27 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse({"code": "INTERNAL_ERROR", "message": "Internal error"}, status_code=500)
 
 
-EXCEPTION_HANDLERS = {ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_unexpected}
+def _temporal_unavailable(exc: Exception) -> bool:
+    """Temporal's frontend does not answer (after the client's own retries, about ten seconds)."""
+    if isinstance(exc, RPCError):
+        return exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")  # a lazy client's first call
+
+
+async def handle_dependency_error(request: Request, exc: Exception) -> Response:
+    """The metadata store or Temporal is unreachable (a restart, a failover): 503, which callers may retry.
+    Any other error of theirs is unexpected (500)."""
+    dependency = "Temporal" if isinstance(exc, RPCError | RuntimeError) else "metadata store"
+    if not (db.unavailable(exc) or _temporal_unavailable(exc)):
+        return await handle_unexpected(request, exc)
+    log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, dependency, type(exc).__name__)
+    if request.url.path.startswith("/api/v1/job"):
+        return JSONResponse({"error": "Service unavailable, retry later"}, status_code=503)
+    return JSONResponse({"code": "SERVICE_UNAVAILABLE", "message": "Service unavailable, retry later"},
+                        status_code=503)
+
+
+EXCEPTION_HANDLERS = {ApiError: handle_api_error, HTTPException: handle_http_exception,
+                      DBAPIError: handle_dependency_error, PoolTimeout: handle_dependency_error,
+                      RPCError: handle_dependency_error, RuntimeError: handle_dependency_error,
+                      Exception: handle_unexpected}

@@ -22,12 +22,12 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
-from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from api.errors import JobsApiError
 from api.openapi import JOBS_ERROR
+from api.reconcile import reconcile
 from api.requests import client_address
 from dataapi import identity, jobs, temporal
 from dataapi.artifacts import ArtifactNotFound
@@ -112,21 +112,8 @@ async def _job(request: Request, action: str) -> tuple[Caller, RepoJob, Reposito
 
 
 async def _reconcile(ctx, job: RepoJob) -> RepoJob:
-    """A job never stays "not yet finished" once its workflow has closed (terminated from the UI, say)."""
-    client = await ctx.temporal()
-    try:
-        desc = await client.get_workflow_handle(job.id).describe()
-    except RPCError:
-        return job
-    if desc.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
-        return job
-
-    def record():
-        with session_scope(ctx.engine) as session:
-            jobs.finish_job(session, job.id, "failed", f"Job {desc.status.name.lower()}")
-            return session.get(RepoJob, job.id)
-
-    return await run_in_threadpool(record)
+    return await reconcile(ctx, job, lambda session, job_id, reason: jobs.finish_job(
+        session, job_id, "failed", reason))
 
 
 # --- routes ------------------------------------------------------------------------------------------
@@ -219,16 +206,24 @@ async def execute(request: Request) -> Response:
                                 has_params=params is not None, job_metadata=json.dumps(metadata)))
 
     await run_in_threadpool(record)
+    inp = JobInput(job_id, caller.company_slug, prefix, inputs, settings.job_time_limit_seconds,
+                   settings.job_memory_bytes, settings.job_heartbeat_seconds)
+    attributes = TypedSearchAttributes([
+        SearchAttributePair(temporal.SA_COMPANY, caller.company_slug), SearchAttributePair(temporal.SA_KIND, "job"),
+        SearchAttributePair(temporal.SA_REPOSITORY, repo.repo_id)])
     client = await ctx.temporal()
-    await client.start_workflow(
-        RepositoryJobWorkflow.run,
-        JobInput(job_id, caller.company_slug, prefix, inputs, settings.job_time_limit_seconds,
-                 settings.job_memory_bytes, settings.job_heartbeat_seconds),
-        id=job_id, task_queue=settings.task_queue_jobs,
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(temporal.SA_COMPANY, caller.company_slug), SearchAttributePair(temporal.SA_KIND, "job"),
-            SearchAttributePair(temporal.SA_REPOSITORY, repo.repo_id)]))
+    try:
+        await client.start_workflow(RepositoryJobWorkflow.run, inp, id=job_id, task_queue=settings.task_queue_jobs,
+                                    search_attributes=attributes)
+    except Exception:  # Temporal unreachable, say: the caller gets an error, so no row may stay "processing"
+        await run_in_threadpool(_fail_unstarted, ctx, job_id)
+        raise
     return _json({"message": "Job created", "job_id": job_id}, 201)
+
+
+def _fail_unstarted(ctx, job_id: str) -> None:
+    with session_scope(ctx.engine) as session:
+        jobs.finish_job(session, job_id, "failed", "Job could not be started")
 
 
 def _store_inputs(ctx, prefix: str, upload: UploadFile | None) -> list[str]:
@@ -354,7 +349,7 @@ def _resp(ok_schema: dict | None, *errors: int, ok: int = 200, media: str = "app
 
 _JOB_ID = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 _ZIP = {"type": "string", "format": "binary"}
-_STD = (400, 401, 403, 404)
+_STD = (400, 401, 403, 404, 503)  # 503: the metadata store or Temporal is unreachable
 
 
 def _op(summary: str, responses: dict, params: list, body: dict | None = None) -> dict:

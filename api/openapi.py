@@ -35,9 +35,10 @@ def json_body(schema: dict, required: bool = True) -> dict:
 
 
 def responses(ok: dict, *errors: int, ok_status: int = 200, error_schema: dict = ERROR) -> dict:
-    """A responses object: the success schema and the listed error statuses in the dialect's shape."""
+    """A responses object: the success schema and the listed error statuses in the dialect's shape, and 503
+    (a dependency down), which any operation may answer."""
     out = {str(ok_status): {"description": "OK", "content": {"application/json": {"schema": ok}}}}
-    for status in errors:
+    for status in (*errors, 503):
         out[str(status)] = {"description": _REASONS.get(status, "Error"),
                             "content": {"application/json": {"schema": error_schema}}}
     return out
@@ -46,7 +47,7 @@ def responses(ok: dict, *errors: int, ok_status: int = 200, error_schema: dict =
 _REASONS = {400: "Bad request", 401: "Missing or invalid credentials", 403: "Missing permission",
             404: "Not found", 408: "Timed out", 409: "Conflict", 413: "Body too large",
             415: "Unsupported media type", 422: "Invalid parameter", 429: "Too many failed attempts",
-            500: "Error", 503: "Not ready"}
+            500: "Error", 503: "The metadata store or Temporal is unreachable; retry later"}
 
 
 def build_document(modules) -> dict:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
+log = logging.getLogger("dataapi.db")
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -47,6 +56,38 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The store cannot be reached right now (PostgreSQL down, restarting, failing over, no pooled connection
+    free in time), as opposed to a statement that fails: worth a retry, and a 503 rather than a 500."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None)  # None: no server answered (refused, reset, timed out)
+    return exc.connection_invalidated or (isinstance(exc.orig, psycopg.OperationalError) and
+                                          (state is None or state.startswith(("08", "57P"))))
+
+
+async def while_unavailable(call: Callable[[], Awaitable[T]], within: float,
+                            tick: Callable[[], None] | None = None) -> T:
+    """``await call()``, called again while the store is unavailable, for up to ``within`` seconds (an activity
+    whose work is done waits out a store restart instead of failing, and being run again, for it). ``tick`` runs
+    at least once a second while waiting: an activity's heartbeat, so that waiting is not taken for dying."""
+    deadline = time.monotonic() + within
+    delay = 0.25
+    while True:
+        try:
+            return await call()
+        except Exception as e:
+            if not unavailable(e) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("metadata store unavailable (%s); trying again in %.2g s", type(e).__name__, delay)
+        if tick is not None:
+            tick()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def alembic_config(url: str) -> Config:

@@ -17,7 +17,7 @@ from dataapi import identity
 from dataapi.db import make_engine, session_scope, upgrade
 from dataapi.settings import Settings
 
-pytest_plugins = ["tests.receiver"]  # the HTTPS webhook receiver fixtures
+pytest_plugins = ["tests.receiver", "tests.processes"]  # the HTTPS webhook receiver, real processes
 
 PG_ADMIN_URL = os.environ.get("DATAAPI_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 

@@ -6,60 +6,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-DATAAPI = Path(sys.executable).parent / "dataapi"
+from tests.processes import DATAAPI, alive, descendants, free_port
+
 SYNC = "/api/v1/data-api/default/vendas-por-regiao/execute"
 ASYNC = "/api/v1/data-api/default/relatorio-mensal/execute"
 CALLBACK = "https://my-system.com/webhook/result"
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _identity(pid: int) -> str | None:
-    """The process's start time (tells a pid's reuse apart), or None when it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Every live descendant of ``pid`` with its identity."""
-    found: dict[int, str] = {}
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            for child in map(int, children):
-                ident = _identity(child)
-                if ident is not None and child not in found:
-                    found[child] = ident
-                    todo.append(child)
-    return found
-
-
-def alive(processes: dict[int, str]) -> list[int]:
-    return [pid for pid, ident in processes.items() if _identity(pid) == ident]
 
 
 class DevStack:

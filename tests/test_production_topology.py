@@ -14,242 +14,33 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import boto3
 import httpx
 import orjson
 import pytest
-import yaml
 from standardwebhooks import Webhook
 from temporalio.api.enums.v1 import DescribeTaskQueueMode, PendingActivityState, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueVersionSelection
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from activities.duck import CompanyDatabases
-from dataapi import callbacks, identity, temporal
+from dataapi import callbacks, temporal
 from dataapi.db import make_engine, session_scope
-from dataapi.demo import HERE as DEMO
-from dataapi.demo import REPOSITORY, endpoint_file, write_sales_csv
-from dataapi.dev import temporal_command, wait_for_temporal
-from dataapi.endpoints import parse_definition, upsert_endpoint
-from dataapi.jobs import upsert_repository
-from dataapi.secrets import new_keyset
-from dataapi.settings import Settings
-from tests.conftest import unique_slug
-from tests.test_dev_stack import alive, descendants, free_port
+from dataapi.demo import REPOSITORY
+from dataapi.dev import wait_for_temporal
+from tests.processes import CSV, DATAAPI, alive, api_ready, bearer, create_tenant, until
 from tests.test_s3store import CREDENTIALS, _new_bucket, s3_endpoint  # noqa: F401 - s3_endpoint is a fixture
 
-DATAAPI = Path(sys.executable).parent / "dataapi"
 QUEUES = ("queries", "jobs", "callbacks")
-HOSTNAME = socket.gethostname()
-CSV = b"regiao,valor\nSul,10\nNorte,20\nSul,5\n"
-
-# Several seconds of DuckDB work when a few run at once on two cores; no parameters, one row back.
-HEAVY = {"namespace": "default", "slug": "pesado", "execution_mode": "async",
-         "sql": "SELECT count(*) AS n FROM range(9000) a, range(9000) b WHERE a.range * b.range = -1"}
-SAMPLE = {"namespace": "default", "slug": "amostra", "execution_mode": "sync", "max_rows": 200,
-          "sql": "SELECT id, regiao, produto, valor FROM vendas ORDER BY id"}
-SLEEPY = {"id": "dorme", "name": "Dorme", "runner": "python", "default_params": {"sleep": 2},
-          "code": {"files": {"main.py": "import json, pathlib, time\n"
-                                        "p = json.loads(pathlib.Path('params.json').read_text())\n"
-                                        "time.sleep(p['sleep'])\n"
-                                        "pathlib.Path('output').mkdir(exist_ok=True)\n"
-                                        "pathlib.Path('output/slept.txt').write_text(str(p['sleep']))\n"
-                                        "pathlib.Path('result.json').write_text(json.dumps({'slept': p['sleep']}))\n"},
-                   "entry_point": "main.py"}}
 
 pytestmark = pytest.mark.slow
 
 
-# --- the tenant, created with the project's functions before any process starts ---------------------------
-
-@dataclass
-class Tenant:
-    slug: str
-    company_id: int
-    key_id: str
-    secret: str
-    webhook_secret: str
-
-    def login_body(self) -> dict:
-        return {"company_slug": self.slug, "api_key": self.key_id, "api_secret": self.secret}
-
-    def jobs_headers(self, repository: str | None = None) -> dict:
-        h = {"username": "erp", "organization_id": self.slug, "application_id": "erp-app", "client_id": "erp-client",
-             "x-api-key": f"{self.key_id}.{self.secret}"}
-        return {**h, "repository_id": repository} if repository else h
-
-
-def create_tenant(settings: Settings, root: Path) -> Tenant:
-    """What an operator does with the CLI: company, integration user, key, endpoints, repositories, data."""
-    from activities.runners import validate_code
-
-    engine = make_engine(settings.resolved_database_url)
-    slug = unique_slug("prod")
-    hasher = identity.SecretHasher(settings.secret_key.encode())
-    try:
-        with session_scope(engine) as s:
-            company = identity.create_company(s, slug, "Produção Ltda.")
-            user = identity.create_user(s, company, "erp", ["DataAPIConsumer", "JobsAPIConsumer"])
-            key, secret = identity.create_api_key(s, hasher, company, user)
-            for d in [*yaml.safe_load(endpoint_file().read_text())["endpoints"], HEAVY, SAMPLE]:
-                upsert_endpoint(s, company, parse_definition(d, settings.default_max_rows, settings.max_rows_cap))
-            demo = {"files": {"main.py": (DEMO / "repository" / "main.py").read_text()}, "entry_point": "main.py"}
-            upsert_repository(s, company.id, {**REPOSITORY, "code": demo}, validate_code)
-            upsert_repository(s, company.id, SLEEPY, validate_code)
-            # The operator reads the webhook secret to configure the receiver (`dataapi webhooks secret`).
-            webhook_secret = callbacks.current_secret(s, callbacks.SecretBox(settings.secret_key.encode()), company.id)
-            tenant = Tenant(slug, company.id, key.key_id, secret, webhook_secret)
-    finally:
-        engine.dispose()
-    CompanyDatabases(settings.resolved_data_dir).load_file(slug, "vendas", write_sales_csv(root / "vendas.csv"))
-    return tenant
-
-
-# --- the processes ---------------------------------------------------------------------------------------
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def identity(self) -> str:  # the Temporal SDK's default worker identity
-        return f"{self.pid}@{HOSTNAME}"
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace").splitlines()[-lines:] if self.log.exists() else []
-        return f"--- {self.name} (pid {self.pid}, exit {self.popen.poll()}) ---\n" + "\n".join(text)
-
-
-@dataclass
-class Topology:
-    root: Path
-    env: dict
-    procs: list[Proc] = field(default_factory=list)
-    strays: dict[int, str] = field(default_factory=dict)  # descendants seen along the way, by pid and identity
-
-    def spawn(self, name: str, cmd: list[str], **env) -> Proc:
-        var = self.root / "var" / name
-        var.mkdir(parents=True, exist_ok=True)
-        log = self.root / "logs" / f"{name}.log"
-        log.parent.mkdir(exist_ok=True)
-        with log.open("wb") as out:
-            popen = subprocess.Popen(cmd, cwd=var, env={**self.env, "DATAAPI_VAR_DIR": str(var), **env},
-                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        proc = Proc(name, popen, log)
-        self.procs.append(proc)
-        return proc
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        var = self.root / "var" / "cli"
-        var.mkdir(parents=True, exist_ok=True)
-        return subprocess.run([str(DATAAPI), *args], cwd=var, env={**self.env, "DATAAPI_VAR_DIR": str(var)},
-                              capture_output=True, text=True, timeout=60)
-
-    def workers(self, queue: str) -> list[Proc]:
-        return [p for p in self.procs if p.name.startswith(f"worker-{queue}-")]
-
-    def check_alive(self) -> None:
-        dead = [p for p in self.procs if p.popen.poll() is not None and p.popen.returncode != -signal.SIGKILL]
-        assert not dead, "a process exited:\n" + "\n".join(p.tail() for p in dead)
-
-    def logs(self) -> str:
-        return "\n".join(p.tail() for p in self.procs)
-
-    def remember_children(self) -> None:
-        for p in self.procs:
-            if p.popen.poll() is None:
-                self.strays.update(descendants(p.pid))
-
-    def kill(self, proc: Proc) -> None:
-        self.strays.update(descendants(proc.pid))  # a job's process dies with its worker (PDEATHSIG)
-        proc.popen.send_signal(signal.SIGKILL)
-        proc.popen.wait(10)
-
-    def interrupt_all(self, within: float = 15.0) -> dict[str, int | None]:
-        """Ctrl-C in the order of a rolling stop: the API, then the workers, then Temporal; their exit statuses
-        (None: still running ``within`` seconds after its signal)."""
-        self.remember_children()
-        live = [p for p in self.procs if p.popen.poll() is None]
-        stages = [[p for p in live if p.name == "api"], [p for p in live if p.name.startswith("worker-")],
-                  [p for p in live if p.name == "temporal"]]
-        codes = {}
-        for stage in stages:
-            for p in stage:
-                p.popen.send_signal(signal.SIGINT)
-            deadline = time.monotonic() + within
-            for p in stage:
-                try:
-                    codes[p.name] = p.popen.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    codes[p.name] = None
-        return codes
-
-    def strays_gone(self, within: float = 5.0) -> list[int]:
-        """Waits for the descendants seen so far to be gone (a grandchild may take a moment); those left."""
-        deadline = time.monotonic() + within
-        while alive(self.strays) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return alive(self.strays)
-
-    def cleanup(self) -> None:
-        """Whatever is left (after a failure): stop it by pid."""
-        for p in self.procs:
-            if p.popen.poll() is None:
-                self.strays.update(descendants(p.pid))
-                p.popen.send_signal(signal.SIGINT)
-        for p in self.procs:
-            try:
-                p.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                p.popen.kill()
-                p.popen.wait()
-        for pid in alive(self.strays):
-            os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def topology(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAAPI_", "AWS_"))}
-    topo = Topology(tmp_path, env)
-    yield topo
-    topo.cleanup()
-
-
-# --- HTTP and Temporal helpers ---------------------------------------------------------------------------
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def until(predicate, within: float, what: str, topo: Topology, step: float = 0.2):
-    deadline = time.monotonic() + within
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        topo.check_alive()
-        assert time.monotonic() < deadline, f"{what} not reached within {within}s\n{topo.logs()}"
-        await asyncio.sleep(step)
-
+# --- Temporal helpers ------------------------------------------------------------------------------------
 
 async def pollers(client: Client, queue: str, kind: TaskQueueType.ValueType) -> set[str]:
     """Identities polling a task queue, over all its partitions (the legacy mode only sees the root partition,
@@ -301,32 +92,14 @@ async def test_production_topology_survives_killed_workers(topology, pg_url, s3_
     bucket = _new_bucket(s3_endpoint)
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                       aws_access_key_id=CREDENTIALS["access_key"], aws_secret_access_key=CREDENTIALS["secret_key"])
-    secret_key = secrets.token_urlsafe(48)
-    data_dir = topo.root / "data"
-    temporal_port, api_port = free_port(), free_port()
-    topo.env.update({
-        "DATAAPI_DATABASE_URL": pg_url,
-        "DATAAPI_ARTIFACT_STORE": f"s3://{bucket}/artifacts?endpoint={s3_endpoint}&region=us-east-1",
-        "AWS_ACCESS_KEY_ID": CREDENTIALS["access_key"], "AWS_SECRET_ACCESS_KEY": CREDENTIALS["secret_key"],
-        "DATAAPI_DATA_DIR": str(data_dir),
-        "DATAAPI_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-        "DATAAPI_SECRET_KEY": secret_key, "DATAAPI_JWT_KEYSET": json.dumps(new_keyset()),
-        "DATAAPI_API_HOST": "127.0.0.1", "DATAAPI_API_PORT": str(api_port), "DATAAPI_API_QUERY_WORKER": "false",
-        "DATAAPI_CALLBACK_ALLOW_CIDRS": '["127.0.0.0/8","::1/128"]',
-        "DATAAPI_CALLBACK_CA_BUNDLE": str(pki / "ca.pem"),
-        "DATAAPI_CALLBACK_SCHEDULE_SECONDS": "[0,1,1,1,1]",
-        "DATAAPI_QUERY_HEARTBEAT_SECONDS": "2", "DATAAPI_JOB_HEARTBEAT_SECONDS": "2",
-        "DATAAPI_LOG_LEVEL": "INFO",
-    })
-    settings = Settings(var_dir=topo.root / "var" / "temporal", database_url=pg_url, data_dir=data_dir,
-                        secret_key=secret_key, temporal_address=f"127.0.0.1:{temporal_port}",
-                        temporal_ui_port=free_port())
+    settings = topo.configure(
+        pg_url, pki, DATAAPI_ARTIFACT_STORE=f"s3://{bucket}/artifacts?endpoint={s3_endpoint}&region=us-east-1",
+        AWS_ACCESS_KEY_ID=CREDENTIALS["access_key"], AWS_SECRET_ACCESS_KEY=CREDENTIALS["secret_key"],
+        DATAAPI_API_QUERY_WORKER="false")
+    secret_key, data_dir = settings.secret_key, settings.data_dir
 
     # Temporal, bare: dev.py's command without its --search-attribute flags; the migrate step registers them.
-    flags = temporal.dev_server_flags()
-    command = temporal_command(settings)
-    assert command[-len(flags):] == flags
-    topo.spawn("temporal", [*command[:-len(flags)], "--headless"])  # its file: var/temporal/temporal.db
+    topo.start_temporal(settings, bare=True)  # its file: var/temporal/temporal.db
     tenant = create_tenant(settings, topo.root)  # meanwhile: the tenant, before the API and workers exist
     await wait_for_temporal(settings)
     lap("temporal + tenant")
@@ -341,16 +114,9 @@ async def test_production_topology_survives_killed_workers(topology, pg_url, s3_
         for i in (1, 2):
             topo.spawn(f"worker-{queue}-{i}", [str(DATAAPI), "worker", "--queues", queue])
     client = await temporal.connect(settings)
-    base = f"http://127.0.0.1:{api_port}"
 
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        async def ready():
-            try:
-                return (await http.get("/readyz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await until(ready, 60, "API /readyz 200", topo)
+    async with httpx.AsyncClient(base_url=topo.base_url, timeout=30) as http:
+        await until(lambda: api_ready(http), 60, "API /readyz 200", topo)
 
         # Each queue is polled by exactly its own two workers; the thin API polls nothing.
         async def all_polling():
@@ -517,6 +283,7 @@ async def test_production_topology_survives_killed_workers(topology, pg_url, s3_
     # Nothing went to local disk: artifacts are in the bucket, DuckDB data in the one shared folder.
     for var in (topo.root / "var").iterdir():
         assert not (var / "artifacts").exists() and not (var / "data").exists(), var
+    assert not (topo.root / "artifacts").exists()
     assert (data_dir / tenant.slug).is_dir()
 
     # Ctrl-C: every process stops on its own, leaving nothing behind.
