@@ -20,8 +20,16 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# Fault tests on real processes (tests/chaos): Temporal and the API SIGKILLed and restarted, PostgreSQL
+# stopped for 10 s (workers SIGKILLed: in `make test`). Deselected from `make test`; CI runs both.
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos tests/chaos
+
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,13 +17,17 @@ from temporalio import activity
 
 from activities.duck import CompanyDatabases, QueryFailed, QueryInterrupted, QueryResult
 from dataapi.artifacts import ArtifactStore
-from dataapi.db import session_scope
+from dataapi.db import session_scope, while_unavailable
 from dataapi.endpoints import finish_job
+from dataapi.handoff import sync_results
 from dataapi.logs import log_context
 from dataapi.messages import FinishInput, QueryInput, QueryOutput
 from dataapi.params import ParamSpec, to_bind
 
 log = logging.getLogger("dataapi.activities.query")
+# An async query whose work is done waits this long (heartbeating) for an unreachable metadata store rather
+# than failing and running again; a sync one has its deadline and a caller waiting, so it does not wait.
+STORE_WAIT_SECONDS = 120.0
 
 
 def result_key(inp: QueryInput) -> str:
@@ -44,6 +48,13 @@ def _insert_fields(inp: QueryInput) -> dict:
     return {"company_id": inp.company_id, "endpoint_id": inp.endpoint_id, "mode": inp.mode,
             "parameters": json.dumps(inp.params), "user_id": inp.user_id, "api_key_id": inp.api_key_id,
             "callback_url": inp.callback_url}
+
+
+def _handed_off(inp: QueryInput, out: QueryOutput, document: bytes | None = None) -> QueryOutput:
+    """A sync outcome, stored and recorded, goes straight to a request of this process that waits for it."""
+    if inp.mode == "sync":
+        sync_results.publish(inp.job_id, out, document)
+    return out
 
 
 class QueryActivities:
@@ -81,9 +92,14 @@ class QueryActivities:
             log.warning("job %s (%s): query failed: %s", inp.job_id, inp.endpoint, e)
             return await self._failed(inp, executed_at, "ExecutionError", "Query execution failed")
         key = result_key(inp)
-        await self._blocking(self._store, key, result, inp)
-        return QueryOutput(status="completed", result_key=key, row_count=result.row_count,
-                           truncated=result.truncated, executed_at=executed_at)
+        document = await self._persist(inp, self._store, key, result, inp)
+        return _handed_off(inp, QueryOutput(status="completed", result_key=key, row_count=result.row_count,
+                                            truncated=result.truncated, executed_at=executed_at), document)
+
+    async def _persist(self, inp: QueryInput, fn: Callable, *args):
+        if inp.mode == "sync":
+            return await self._blocking(fn, *args)
+        return await while_unavailable(lambda: self._blocking(fn, *args), STORE_WAIT_SECONDS, activity.heartbeat)
 
     @staticmethod
     async def _interrupt(interrupts: list[Callable[[], None]], running: asyncio.Future) -> None:
@@ -94,13 +110,16 @@ class QueryActivities:
             running.exception()  # QueryInterrupted, expected: retrieved so that asyncio does not report it
 
     async def _failed(self, inp: QueryInput, executed_at: str, error_type: str, error: str) -> QueryOutput:
-        await self._blocking(self._finish, inp, "failed", {"error": error})
-        return QueryOutput(status="failed", executed_at=executed_at, error=error, error_type=error_type)
+        await self._persist(inp, self._finish, inp, "failed", {"error": error})
+        return _handed_off(inp, QueryOutput(status="failed", executed_at=executed_at, error=error,
+                                            error_type=error_type))
 
-    def _store(self, key: str, result: QueryResult, inp: QueryInput) -> None:
-        self.artifacts.put_bytes(key, result_document(result))
+    def _store(self, key: str, result: QueryResult, inp: QueryInput) -> bytes:
+        document = result_document(result)
+        self.artifacts.put_bytes(key, document)
         self._finish(inp, "completed", {"result_key": key, "row_count": result.row_count,
                                         "truncated": result.truncated})
+        return document
 
     def _finish(self, inp: QueryInput, status: str, fields: dict) -> None:
         with session_scope(self.engine) as session:

@@ -16,22 +16,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.auth import requires
 from api.errors import ApiError
 from api.openapi import json_body, responses
+from api.reconcile import reconcile
 from api.requests import read_json_object
 from dataapi import callbacks, temporal
 from dataapi import endpoints as store
 from dataapi.artifacts import ArtifactNotFound
 from dataapi.callback_url import UnsafeCallbackUrl, check_url
 from dataapi.db import session_scope
+from dataapi.handoff import Handoff, sync_results
 from dataapi.identity import valid_slug
 from dataapi.messages import CallbackInput, QueryInput, QueryOutput
-from dataapi.models import as_utc, utcnow
 from dataapi.params import ParamError, coerce
 from workflows.callback import CallbackWorkflow
 from workflows.query import QueryWorkflow
@@ -39,6 +40,7 @@ from workflows.query import QueryWorkflow
 log = logging.getLogger("dataapi.data_api")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{24}\Z")
 _BODY_FIELDS = {"parameter_values", "callback_url"}
+_HANDOFF_GRACE = 2.0  # seconds an eagerly started query may take before the result long-poll starts too
 
 
 def endpoint_not_found() -> ApiError:
@@ -125,32 +127,76 @@ async def execute(request: Request) -> Response:
                  search_attributes=_search_attributes(inp),
                  execution_timeout=timedelta(seconds=inp.timeout_seconds + 300))
     if inp.mode == "async":
-        await client.start_workflow(QueryWorkflow.run, inp, **start)
+        try:
+            await client.start_workflow(QueryWorkflow.run, inp, **start)
+        except Exception:  # Temporal unreachable, say: the caller gets an error, so no row may stay "processing"
+            await run_in_threadpool(_fail_unstarted, ctx, inp)
+            raise
         polling_url = f"/api/v1/data-api/{namespace}/{slug}/jobs/{inp.job_id}"
         return _json({"job_id": inp.job_id, "status": "processing", "polling_url": polling_url}, 202)
 
-    # Eager: when this process hosts a query worker, the first workflow task comes back in the start response.
-    handle = await client.start_workflow(QueryWorkflow.run, inp, request_eager_start=True, **start)
+    # Eager: when this process hosts a query worker, the first workflow task comes back in the start response
+    # and the query runs here, as a local activity that hands its stored outcome straight to this request.
+    handoff = sync_results.expect(inp.job_id)
     timeout_error = ApiError(408, "EXECUTION_TIMEOUT",
                              f"Query exceeded the {ctx.settings.sync_timeout_seconds:g}s timeout (use async mode)")
     try:
+        handle = await client.start_workflow(QueryWorkflow.run, inp, request_eager_start=True, **start)
         # The activity interrupts the query at the deadline; the grace second lets that failure arrive.
-        out: QueryOutput = await asyncio.wait_for(handle.result(), inp.deadline - time.time() + 1.0)
+        out, document = await _outcome(handle, handoff, inp.deadline + 1.0)
     except TimeoutError:
         with contextlib.suppress(RPCError):  # e.g. no worker picked it up: cancel so nothing runs later
             await handle.cancel()
         raise timeout_error from None
     except WorkflowFailureError as e:
-        kind = getattr(e.cause, "type", None)
-        if kind == "ExecutionTimeout":
-            raise timeout_error from None
-        if kind == "ExecutionError":
-            raise ApiError(500, "EXECUTION_ERROR", e.cause.message) from None
-        log.error("sync job %s failed: %s", inp.job_id, e.cause)
-        raise ApiError(500, "INTERNAL_ERROR", "Internal error during query execution") from None
-    document = await _read_result(ctx, out.result_key)
+        out, document = QueryOutput(status="failed", error=getattr(e.cause, "message", None),
+                                    error_type=getattr(e.cause, "type", None)), None
+        if out.error_type not in ("ExecutionTimeout", "ExecutionError"):
+            log.error("sync job %s failed: %s", inp.job_id, e.cause)
+    finally:
+        sync_results.discard(inp.job_id)
+    if out.status != "completed":
+        if out.error_type == "ExecutionTimeout":
+            raise timeout_error
+        if out.error_type == "ExecutionError":
+            raise ApiError(500, "EXECUTION_ERROR", out.error or "Query execution failed")
+        raise ApiError(500, "INTERNAL_ERROR", "Internal error during query execution")
+    if document is None:
+        document = await _read_result(ctx, out.result_key)
     tail = b',"max_rows":%d,"executed_at":%s}' % (inp.max_rows, orjson.dumps(out.executed_at))
     return Response(document[:-1] + tail, media_type="application/json")
+
+
+def _fail_unstarted(ctx, inp: QueryInput) -> None:
+    with session_scope(ctx.engine) as session:
+        store.finish_job(session, inp.job_id, status="failed", error="Job could not be started")
+
+
+async def _outcome(handle, handoff: asyncio.Future[Handoff], deadline: float) -> tuple[QueryOutput, bytes | None]:
+    """The query's outcome (and result document) handed off in-process when the query ran here, else the
+    workflow's result (the document is then read from the artifact store).
+
+    An eagerly started execution gets a grace period before the result long-poll starts (one RPC saved per
+    call); the long-poll still runs beside the handoff for anything slower, so a query that moved to another
+    worker (a retry after a workflow task failure) is never waited for in vain."""
+    waiting: set[asyncio.Future] = {handoff}
+    if getattr(handle, "__temporal_eagerly_started", False):
+        await asyncio.wait(waiting, timeout=min(_HANDOFF_GRACE, max(deadline - time.time(), 0)))
+    result = None
+    try:
+        if not handoff.done():
+            result = asyncio.ensure_future(handle.result())
+            waiting.add(result)
+            done, _ = await asyncio.wait(waiting, timeout=max(deadline - time.time(), 0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise TimeoutError
+        if handoff.done() and not handoff.cancelled():
+            return handoff.result().outcome, handoff.result().document
+        return result.result(), None
+    finally:
+        if result is not None and not result.done():
+            result.cancel()
 
 
 async def _read_result(ctx, key: str) -> bytes:
@@ -229,37 +275,9 @@ async def redeliver_callback(request: Request) -> Response:
     return _json({"webhook_id": delivery_id, "status": "pending"}, 202)
 
 
-_CLOSED_AS_FAILED = {
-    WorkflowExecutionStatus.FAILED: "Job failed",
-    WorkflowExecutionStatus.CANCELED: "Job was cancelled",
-    WorkflowExecutionStatus.TERMINATED: "Job was terminated by an operator",
-    WorkflowExecutionStatus.TIMED_OUT: "Job timed out",
-}
-
-
 async def _reconcile(ctx, job):
-    """A job still ``processing`` in the store is checked against Temporal: a workflow closed without
-    recording an outcome (terminated or cancelled from the UI, say) reads as failed with the reason."""
-    client = await ctx.temporal()
-    try:
-        desc = await client.get_workflow_handle(job.id).describe()
-    except RPCError as e:
-        if e.status != RPCStatusCode.NOT_FOUND or (utcnow() - as_utc(job.created_at)).total_seconds() < 60:
-            return job
-        reason, status = "Job was lost before it started", None
-    else:
-        status = desc.status
-        if status not in _CLOSED_AS_FAILED and status != WorkflowExecutionStatus.COMPLETED:
-            return job
-        reason = _CLOSED_AS_FAILED.get(status)
-
-    def record():
-        with session_scope(ctx.engine) as session:
-            if reason is not None:
-                store.finish_job(session, job.id, status="failed", error=reason)
-            return session.get(type(job), job.id)
-
-    return await run_in_threadpool(record)
+    return await reconcile(ctx, job, lambda session, job_id, reason: store.finish_job(
+        session, job_id, status="failed", error=reason))
 
 
 async def missing_path_params(request: Request) -> Response:

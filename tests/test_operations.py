@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -59,8 +60,13 @@ async def test_worker_serves_sdk_metrics(stack_settings, temporal_env, stack_app
         tenant = Tenant(stack_app, api)
         r = await execute(api, await tenant.token(), "default/vendas-por-regiao", {"data_inicio": "2026-01-01"})
         assert r.status_code == 200
+        # The answer is handed off by the query activity; the workflow task completes (and is counted) just after.
         async with httpx.AsyncClient() as plain:
-            text = (await plain.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")).text
+            for _ in range(100):
+                text = (await plain.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")).text
+                if "workflow_task_execution_latency" in text:
+                    break
+                await asyncio.sleep(0.1)
     assert "temporal_workflow_task_execution_latency" in text or "workflow_task_execution_latency" in text
     assert settings.task_queue_queries in text
 

@@ -62,8 +62,12 @@ async def test_sync_timeout_cancels_the_workflow_and_interrupts_duckdb(stack, ap
 
     job = (await _until(closed, within=5))[0]
     assert job.error == "Execution timed out"
-    desc = await temporal_env.client.get_workflow_handle(job.id).describe()
-    assert desc.status == WorkflowExecutionStatus.FAILED
+
+    async def workflow_failed():  # the response is handed off in-process; the workflow closes just after
+        desc = await temporal_env.client.get_workflow_handle(job.id).describe()
+        return desc.status == WorkflowExecutionStatus.FAILED
+
+    await _until(workflow_failed, within=5)
     # The worker's query threads are free again: a fast query answers at once.
     tenant.endpoint(slug="rapido", sql="SELECT 42 AS x")
     r = await execute(api_of, token, "default/rapido")
@@ -80,6 +84,35 @@ async def test_terminated_from_temporal_reads_as_failed(stack, api_of, temporal_
     job = await wait_job(api_of, token, accepted["polling_url"], within=10)
     assert job["status"] == "failed" and "terminated" in job["error"] and job["result"] is None
     assert job["completed_at"] is not None
+
+
+async def test_polling_a_running_job_asks_temporal_at_most_every_two_seconds(stack, api_of, temporal_env,
+                                                                           monkeypatch):
+    from temporalio.client import WorkflowHandle
+
+    described: list[str] = []
+    original = WorkflowHandle.describe
+
+    async def spy(self, *args, **kwargs):
+        described.append(self.id)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(WorkflowHandle, "describe", spy)
+    tenant = Tenant(stack, api_of)
+    tenant.endpoint(slug="lento", sql=SLOW_SQL, execution_mode="async")
+    token = await tenant.token()
+    accepted = (await execute(api_of, token, "default/lento")).json()
+    started = time.monotonic()
+    polls = 0
+    while time.monotonic() - started < 3.5:  # a young job is not checked; a running one once per 2 s
+        r = await api_of.get(accepted["polling_url"], headers=bearer(token))
+        assert r.status_code == 200 and r.json()["status"] == "processing"
+        polls += 1
+        await asyncio.sleep(0.05)
+    assert polls > 30 and 1 <= len(described) <= 2, (polls, described)
+    await temporal_env.client.get_workflow_handle(accepted["job_id"]).terminate(reason="test over")
+    job = await wait_job(api_of, token, accepted["polling_url"], within=10)  # still noticed, within 2 s
+    assert job["status"] == "failed" and "terminated" in job["error"]
 
 
 async def test_cancelled_async_job_reads_as_failed(stack, api_of, temporal_env):
@@ -128,13 +161,13 @@ async def test_worker_killed_mid_query_then_restarted_completes_the_job(stack_ap
             proc.kill()
     r = await api_of.get(accepted["polling_url"], headers=bearer(token))
     assert r.json()["status"] == "processing"
-    async with build_query_worker(temporal_env.client, stack_settings):
-        job = await wait_job(api_of, token, accepted["polling_url"], within=60)
-    assert job["status"] == "completed", job
-    assert job["result"]["rows"] == [{"n": 0}]
 
     async def closed():  # the job row is written by the activity; the workflow closes on its next task, which
-        desc = await handle.describe()  # may wait out the dead worker's sticky queue (10 s)
+        desc = await handle.describe()  # may wait out the dead worker's sticky queue (10 s): keep a worker up
         return desc.status if desc.status != WorkflowExecutionStatus.RUNNING else None
 
-    assert await _until(closed, within=30) == WorkflowExecutionStatus.COMPLETED
+    async with build_query_worker(temporal_env.client, stack_settings):
+        job = await wait_job(api_of, token, accepted["polling_url"], within=60)
+        assert job["status"] == "completed", job
+        assert job["result"]["rows"] == [{"n": 0}]
+        assert await _until(closed, within=30) == WorkflowExecutionStatus.COMPLETED
