@@ -121,7 +121,8 @@ class CompanyDatabases:
                 statement = _single_select(cursor, f"SELECT {casts} FROM (\n{_strip_tail(sql)}\n)")  # noqa: S608
             if stop.requested:  # DuckDB clears an interrupt when a query starts: an early one would be lost
                 raise QueryInterrupted()
-            rows = cursor.execute(statement, bind).fetchmany(max_rows + 1)
+            cursor.execute(statement, bind)
+            result = _serialise(cursor, names, duck_types, max_rows)
         except duckdb.Error as e:
             if stop.requested or isinstance(e, duckdb.InterruptException):
                 raise QueryInterrupted() from None
@@ -130,7 +131,7 @@ class CompanyDatabases:
             stop.close()
         if stop.requested:  # DuckDB may finish before noticing; the caller asked for nothing
             raise QueryInterrupted()
-        return _result(names, duck_types, rows, max_rows)
+        return result
 
     def tables(self, slug: str) -> list[str]:
         cursor = self._cursor(slug)
@@ -433,22 +434,41 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _result(names: list[str], duck_types: list[str], rows: list[tuple], max_rows: int) -> QueryResult:
-    truncated = len(rows) > max_rows
-    rows = rows[:max_rows]
+FETCH_CHUNK = 2048  # rows turned into Python objects at a time: a big result never exists as objects at once
+
+
+def _serialise(cursor: duckdb.DuckDBPyConnection, names: list[str], duck_types: list[str],
+               max_rows: int) -> QueryResult:
+    """Fetches up to ``max_rows`` (one more tells truncation) and serialises them chunk by chunk: the peak
+    memory of a 10,000-row result is one chunk of Python objects plus its JSON, not every row as objects."""
     names = _unique(names)
     converters = [(i, _CONVERTERS[t]) for i, t in enumerate(duck_types) if t in _CONVERTERS]
-    if converters and rows:
+    option = orjson.OPT_NON_STR_KEYS if any("MAP(" in t for t in duck_types) else 0
+    parts: list[bytes] = []
+    count, truncated = 0, False
+    while not truncated:
+        wanted = min(FETCH_CHUNK, max_rows + 1 - count)
+        rows = cursor.fetchmany(wanted)
+        if count + len(rows) > max_rows:
+            truncated, rows = True, rows[:max_rows - count]
+        count += len(rows)
+        if rows:
+            parts.append(_rows_json(rows, names, converters, option)[1:-1])  # the objects, without [ ]
+        if len(rows) < wanted:  # the result is exhausted (or cut)
+            break
+    columns = [{"name": n, "type": _column_type(t)} for n, t in zip(names, duck_types, strict=True)]
+    return QueryResult(columns, b"[" + b",".join(parts) + b"]", count, truncated)
+
+
+def _rows_json(rows: list[tuple], names: list[str], converters: list[tuple[int, Callable]], option: int) -> bytes:
+    if converters:
         rows = [list(r) for r in rows]
         for i, convert in converters:
             for r in rows:
                 if r[i] is not None:
                     r[i] = convert(r[i])
     objects = [dict(zip(names, r, strict=True)) for r in rows]
-    option = orjson.OPT_NON_STR_KEYS if any("MAP(" in t for t in duck_types) else 0
     try:
-        rows_json = orjson.dumps(objects, default=_default, option=option)
+        return orjson.dumps(objects, default=_default, option=option)
     except TypeError:
-        rows_json = orjson.dumps(_sanitise(objects), default=_default)
-    columns = [{"name": n, "type": _column_type(t)} for n, t in zip(names, duck_types, strict=True)]
-    return QueryResult(columns, rows_json, len(rows), truncated)
+        return orjson.dumps(_sanitise(objects), default=_default)

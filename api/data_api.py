@@ -128,7 +128,7 @@ async def execute(request: Request) -> Response:
                  execution_timeout=timedelta(seconds=inp.timeout_seconds + 300))
     if inp.mode == "async":
         try:
-            await client.start_workflow(QueryWorkflow.run, inp, **start)
+            await client.start_workflow(QueryWorkflow.run, inp, request_eager_start=True, **start)
         except Exception:  # Temporal unreachable, say: the caller gets an error, so no row may stay "processing"
             await run_in_threadpool(_fail_unstarted, ctx, inp)
             raise

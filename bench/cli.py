@@ -92,7 +92,9 @@ async def _login(client: httpx.AsyncClient, base: str, body: dict) -> str:
 
 
 async def _run_scenarios(plan: Plan, only: list[str], stack, procs: Processes) -> dict:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # Idle connections are dropped by the client before any server would close them (uvicorn's default is 5 s),
+    # so a request never races a server-side close of its kept-alive connection.
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         token = await _login(client, stack.api, stack.tenant.login_body())
         ctx = scenarios.Context(plan, stack, client, token, log)

@@ -120,9 +120,12 @@ def build_rows(results: dict) -> list[Row]:
         rows.append(Row(label, "p99 c1 (ms)", w["latency"]["ours"]["p99_ms"], w["latency"]["bare"]["p99_ms"]))
         t = w["throughput"]
         rows.append(Row(label, f"req/s c{t['ours']['concurrency']}", t["ours"]["req_per_s"], t["bare"]["req_per_s"]))
-        api_growth = max(w["processes"]["api"]["growth_mb"], w["processes_under_load"]["api"]["growth_mb"])
-        rows.append(Row(label, "API RSS growth (MB, c1 and c16)", api_growth, None, "<= 100 MB",
-                        _check(api_growth, lambda v: v <= 100)))
+        # The API hosts the sync queries (its embedded worker), so its RSS holds DuckDB's working memory too:
+        # the bare handler's growth for the same SQL at the same concurrency is the baseline.
+        for key, conc in (("processes", "c1"), ("processes_under_load", f"c{t['ours']['concurrency']}")):
+            growth, bare = w[key]["api"]["growth_mb"], w[key]["bare"]["growth_mb"]
+            rows.append(Row(label, f"API RSS growth {conc} (MB; baseline: bare's)", growth, bare, "<= 100 MB",
+                            _check(growth, lambda v: v <= 100)))
         rows.append(Row(label, "worker RSS growth (MB)",
                         max(w["processes"]["worker"]["growth_mb"], w["processes_under_load"]["worker"]["growth_mb"])))
 

@@ -179,7 +179,9 @@ async def async_jobs(ctx: Context) -> dict:
     await _until_finished(ctx, [warm], 30)
     with ctx.monitor() as procs:
         started = time.time()
-        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+        async with asyncio.TaskGroup() as group:  # one failure cancels the other submitters (no stray load)
+            for _ in range(concurrency):
+                group.create_task(submitter())
         submit_seconds = time.time() - started
         ctx.log(f"  {n} submissions in {submit_seconds:.1f} s; waiting for completion")
         jobs = await _until_finished(ctx, list(submitted), ctx.plan.scenario_timeout)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # HTTP
     api_host: str = "127.0.0.1"
     api_port: int = 3100
+    # Idle keep-alive connections are held longer than a load balancer's idle timeout (AWS ALB: 60 s) and
+    # than clients' pools, so it is never the server that closes a connection a request is being sent on.
+    api_keep_alive_seconds: int = Field(default=75, ge=1)
     public_base_url: str = ""  # used only for printed examples; empty: http://localhost:<api_port>
     max_body_bytes: int = 1_048_576  # JSON bodies; larger ones get 413
     trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For (behind a proxy)

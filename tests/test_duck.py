@@ -11,6 +11,7 @@ import duckdb
 import orjson
 import pytest
 
+from activities import duck
 from activities.duck import CompanyDatabases, LoadFailed, QueryFailed, QueryInterrupted
 
 
@@ -101,6 +102,16 @@ def test_truncation_at_max_rows(dbs, total, max_rows, count, truncated):
     result = dbs.run("acme", f"SELECT range AS n FROM range({total}) ORDER BY n", {}, max_rows)
     assert (result.row_count, result.truncated) == (count, truncated)
     assert [r["n"] for r in rows(result)] == list(range(count))
+
+
+@pytest.mark.parametrize("total", [0, 1, 2, 3, 4, 6, 7, 9, 10, 11])
+@pytest.mark.parametrize("max_rows", [0, 1, 3, 6, 10])
+def test_results_are_serialised_in_chunks_without_losing_or_doubling_a_row(dbs, monkeypatch, total, max_rows):
+    monkeypatch.setattr(duck, "FETCH_CHUNK", 3)
+    result = dbs.run("acme", f"SELECT range AS n, range::VARCHAR AS s FROM range({total}) ORDER BY n", {}, max_rows)
+    count = min(total, max_rows)
+    assert (result.row_count, result.truncated) == (count, total > max_rows)
+    assert rows(result) == [{"n": i, "s": str(i)} for i in range(count)]
 
 
 def test_truncation_does_not_materialise_the_whole_result(dbs):
