@@ -92,6 +92,16 @@ class Stack:
         self.repo_jobs.append(r.json()["job_id"])
         return r.json()["job_id"]
 
+    async def put_jobs_in_flight(self) -> int:
+        """The fault tests' load: 2 heavy async queries and 3 monthly ones (all with callbacks) and 2 Jobs API
+        jobs sleeping 3 s, returned once the heavy queries and the jobs run on workers. How many are in flight."""
+        heavy = [(await self.submit_async("pesado"))["job_id"] for _ in range(2)]
+        for month in ("2026-01", "2026-02", "2026-03"):
+            await self.submit_async("relatorio-mensal", {"mes": month})
+        jobs = [await self.submit_job("dorme", {"sleep": 3}) for _ in range(2)]
+        await until(lambda: self.running(heavy + jobs), 30, "heavy queries and jobs running", self.topo, step=0.1)
+        return len(self.accepted) + len(self.repo_jobs)
+
     async def running(self, job_ids: list[str]) -> bool:
         """Every one of these workflows has its activity started on a worker."""
         for job_id in job_ids:

@@ -20,12 +20,7 @@ pytestmark = pytest.mark.chaos
 
 async def test_api_killed_and_restarted_with_jobs_in_flight(stack):
     s, topo = stack, stack.topo
-    heavy = [(await s.submit_async("pesado"))["job_id"] for _ in range(2)]
-    for month in ("2026-01", "2026-02", "2026-03"):
-        await s.submit_async("relatorio-mensal", {"mes": month})
-    jobs = [await s.submit_job("dorme", {"sleep": 3}) for _ in range(2)]
-    await until(lambda: s.running(heavy + jobs), 30, "heavy queries and jobs running", topo, step=0.1)
-    in_flight = len(s.accepted) + len(s.repo_jobs)
+    in_flight = await s.put_jobs_in_flight()
     stop = asyncio.Event()
     polled = asyncio.create_task(_poll_until(s, stop))
     sync_in_flight = asyncio.create_task(timed(s.execute("pesado-sync")))
