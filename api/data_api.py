@@ -142,6 +142,10 @@ async def execute(request: Request) -> Response:
                              f"Query exceeded the {ctx.settings.sync_timeout_seconds:g}s timeout (use async mode)")
     try:
         handle = await client.start_workflow(QueryWorkflow.run, inp, request_eager_start=True, **start)
+    except BaseException:  # not started (Temporal unreachable, say): nothing to wait for
+        sync_results.discard(inp.job_id)
+        raise
+    try:
         # The activity interrupts the query at the deadline; the grace second lets that failure arrive.
         out, document = await _outcome(handle, handoff, inp.deadline + 1.0)
     except TimeoutError:

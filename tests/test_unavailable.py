@@ -23,6 +23,7 @@ from dataapi.db import make_engine, session_scope, unavailable
 from dataapi.demo import HERE as DEMO
 from dataapi.demo import REPOSITORY, endpoint_file
 from dataapi.endpoints import find_endpoint, parse_definition, upsert_endpoint
+from dataapi.handoff import sync_results
 from dataapi.jobs import find_repository, upsert_repository
 from dataapi.models import Job, RepoJob, utcnow
 from dataapi.settings import Settings
@@ -129,6 +130,7 @@ async def test_temporal_unreachable_answers_503_and_marks_the_refused_job_failed
         r = await api.post("/api/v1/data-api/default/vendas-por-regiao/execute", headers=auth,
                            json={"parameter_values": {"data_inicio": "2026-01-01"}})
         assert (r.status_code, r.json()) == (503, UNAVAILABLE), r.text
+        assert sync_results._waiting == {}  # the unstarted sync call left nothing waiting for a handoff
         r = await api.post("/api/v1/job/execute", headers={**company.headers, "repository_id": REPOSITORY["id"]},
                            data={"params": json.dumps({"a": 1, "b": 2})})
         assert (r.status_code, r.json()) == (503, JOBS_UNAVAILABLE), r.text
