@@ -39,9 +39,10 @@ DATAAPI = Path(sys.executable).parent / "dataapi"
 HOSTNAME = socket.gethostname()
 CSV = b"regiao,valor\nSul,10\nNorte,20\nSul,5\n"
 
-# Several seconds of DuckDB work when a few run at once on two cores; no parameters, one row back.
+# Seconds of DuckDB work (about 1.9 s alone on a quiet 2-core machine, more when a few run at once), long enough
+# that several are seen running together; no parameters, one row back.
 HEAVY = {"namespace": "default", "slug": "pesado", "execution_mode": "async",
-         "sql": "SELECT count(*) AS n FROM range(9000) a, range(9000) b WHERE a.range * b.range = -1"}
+         "sql": "SELECT count(*) AS n FROM range(18000) a, range(18000) b WHERE a.range * b.range = -1"}
 SAMPLE = {"namespace": "default", "slug": "amostra", "execution_mode": "sync", "max_rows": 200,
           "sql": "SELECT id, regiao, produto, valor FROM vendas ORDER BY id"}
 SLEEPY = {"id": "dorme", "name": "Dorme", "runner": "python", "default_params": {"sleep": 2},
@@ -292,18 +293,24 @@ class Topology:
 
     def cleanup(self) -> None:
         """Whatever is left (after a failure): stop it by pid."""
-        for p in self.procs:
-            if p.popen.poll() is None:
-                self.strays.update(descendants(p.pid))
-                p.popen.send_signal(signal.SIGINT)
-        for p in self.procs:
-            try:
-                p.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                p.popen.kill()
-                p.popen.wait()
-        for pid in alive(self.strays):
-            os.kill(pid, signal.SIGKILL)
+        stop_by_pid([p.popen for p in self.procs], self.strays, grace=10)
+
+
+def stop_by_pid(popens: list[subprocess.Popen], strays: set[int], grace: float) -> None:
+    """After a test (or its failure): SIGINT to each process still running, SIGKILL after ``grace`` seconds,
+    then SIGKILL to every descendant seen (``strays`` grows with those of the processes stopped here)."""
+    for popen in popens:
+        if popen.poll() is None:
+            strays.update(descendants(popen.pid))
+            popen.send_signal(signal.SIGINT)
+    for popen in popens:
+        try:
+            popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    for pid in alive(strays):
+        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

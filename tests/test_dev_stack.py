@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import DATAAPI, alive, descendants, free_port
+from tests.processes import DATAAPI, alive, descendants, free_port, stop_by_pid
 
 SYNC = "/api/v1/data-api/default/vendas-por-regiao/execute"
 ASYNC = "/api/v1/data-api/default/relatorio-mensal/execute"
@@ -74,16 +74,7 @@ class DevStack:
 
     def cleanup(self) -> None:
         """After a failure: stop what this test started, by pid."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.children.update(descendants(self.proc.pid))
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for pid in alive(self.children):
-            os.kill(pid, signal.SIGKILL)
+        stop_by_pid([self.proc] if self.proc is not None else [], self.children, grace=15)
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ async def test_postgresql_stopped_for_ten_seconds(stack):
 
 async def test_async_query_finishing_while_the_store_is_down_completes(stack):
     s = stack
-    job_id = (await s.submit_async("pesado"))["job_id"]  # about a second of DuckDB work
+    job_id = (await s.submit_async("pesado"))["job_id"]  # about two seconds of DuckDB work
     await until(lambda: s.running([job_id]), 30, "the query running", s.topo, step=0.05)
     with postgresql_stopped():
         await asyncio.sleep(OUTAGE_SECONDS)  # the query and its retries end meanwhile
