@@ -14,6 +14,7 @@ import orjson
 import pytest
 from standardwebhooks import Webhook
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -212,6 +213,17 @@ async def test_worker_killed_between_attempts_loses_nothing(cb_stack, cb_setting
         try:
             accepted = await _submit(tenant, api, token, receiver.url("localhost"))
             await _until(lambda: _count(receiver, 1), within=20)
+            # Killed between the attempts: once the first attempt is recorded and the workflow waits on its timer
+            # (killed while the first POST is still being recorded, the attempt is retried after its
+            # start-to-close timeout: a later, longer test of the same guarantee).
+            history = temporal_env.client.get_workflow_handle(
+                f"callback-{receiver.requests[0].headers['webhook-id']}")
+
+            async def waiting_on_the_timer():
+                return any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+                           for e in (await history.fetch_history()).events)
+
+            await _until(waiting_on_the_timer, within=20)
             proc.kill()
             proc.wait(10)
         finally:
