@@ -26,6 +26,13 @@ from dataapi.webhooks import webhook_headers
 log = logging.getLogger("dataapi.activities.callbacks")
 _FINAL = ("delivered", "gone", "refused")
 STORE_WAIT_SECONDS = 20.0  # each store step of an attempt waits this long for an unreachable store (within 60 s)
+HEARTBEAT_SECONDS = 2.0  # the workflow's heartbeat timeout for an attempt is 10 s
+
+
+async def _heartbeat_every(seconds: float) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(seconds)
 
 
 class CallbackActivities:
@@ -55,6 +62,15 @@ class CallbackActivities:
 
     @activity.defn(name="deliver_callback")
     async def deliver_callback(self, inp: AttemptInput) -> AttemptOutput:
+        """One attempt. It heartbeats throughout, so an attempt lost with its worker (or whose completion was
+        lost in a Temporal outage) is retried after the heartbeat timeout, not the 60 s start-to-close."""
+        beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_SECONDS))
+        try:
+            return await self._attempt(inp)
+        finally:
+            beating.cancel()
+
+    async def _attempt(self, inp: AttemptInput) -> AttemptOutput:
         log_context.set({"job_id": inp.job_id, "webhook_id": inp.delivery_id})
         url, body, secrets = await while_unavailable(lambda: self._blocking(self._prepare, inp), STORE_WAIT_SECONDS)
         s = self.settings

@@ -214,8 +214,8 @@ async def test_worker_killed_between_attempts_loses_nothing(cb_stack, cb_setting
             accepted = await _submit(tenant, api, token, receiver.url("localhost"))
             await _until(lambda: _count(receiver, 1), within=20)
             # Killed between the attempts: once the first attempt is recorded and the workflow waits on its timer
-            # (killed while the first POST is still being recorded, the attempt is retried after its
-            # start-to-close timeout: a later, longer test of the same guarantee).
+            # (killed while the first POST is still being recorded, the attempt is retried after its heartbeat
+            # timeout and POSTed again: the same guarantee, another count of requests).
             history = temporal_env.client.get_workflow_handle(
                 f"callback-{receiver.requests[0].headers['webhook-id']}")
 

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from dataapi.messages import AttemptInput, CallbackInput
 
 # An attempt is one POST; retrying the activity itself only covers infrastructure failures (store down).
-_ATTEMPT = {"start_to_close_timeout": timedelta(seconds=60),
+_ATTEMPT = {"start_to_close_timeout": timedelta(seconds=60), "heartbeat_timeout": timedelta(seconds=10),
             "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                                         maximum_attempts=5)}
 
