@@ -118,8 +118,14 @@ async def _reconcile(ctx, job: RepoJob) -> RepoJob:
 
 # --- routes ------------------------------------------------------------------------------------------
 
+_LIST_PARAMS = {"from_date", "to_date"}
+
+
 async def list_jobs(request: Request) -> Response:
     caller = await _caller(request, "jobs:read", with_repository=True)
+    unknown = sorted(set(request.query_params) - _LIST_PARAMS)
+    if unknown:  # a misspelt filter (fromDate, from) must not silently list everything
+        raise JobsApiError(400, f"Unknown query parameter '{unknown[0]}' (use from_date and to_date)")
     try:
         since = jobs.parse_stamp(request.query_params.get("from_date"), "from_date")
         until = jobs.parse_stamp(request.query_params.get("to_date"), "to_date")

@@ -208,6 +208,9 @@ async def test_errors_in_the_seed_dialect(org, jobs_app):
     for bad in ("2026", "202613011200", "abcdefghijkl", "2026010112000"):
         r = await api.get("/api/v1/job", params={"from_date": bad}, headers=org.headers())
         assert r.status_code == 400 and "from_date" in r.json()["error"], bad
+    for unknown in ({"fromDate": "202601011200"}, {"": "0"}, {"from_date": "202601011200", "limit": "5"}):
+        r = await api.get("/api/v1/job", params=unknown, headers=org.headers())
+        assert r.status_code == 400 and r.json()["error"].startswith("Unknown query parameter"), unknown
     r = await api.get("/api/v1/job", headers=org.headers(**{"x-api-key": org.key + "x"}))
     assert r.status_code == 401 and r.json() == {"error": "Invalid API key"}
     other = Org(app, api)
