@@ -72,14 +72,17 @@ class S3ArtifactStore:
         """Streams a file in, in parts above PART_BYTES; the object appears only when the upload completes."""
         self.client.upload_file(str(source), self.bucket, self._key(key), Config=TRANSFER)
 
-    def get_bytes(self, key: str) -> bytes:
+    def _body(self, key: str):
+        """The object's streaming body; a missing key raises ArtifactNotFound."""
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except ClientError as e:
             if _missing(e):
                 raise ArtifactNotFound(key) from None
             raise
-        with body:
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._body(key) as body:
             return body.read()
 
     def get_file(self, key: str, target: Path) -> None:
@@ -94,12 +97,7 @@ class S3ArtifactStore:
     def open_stream(self, key: str, chunk_bytes: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
         """The object as chunks, for streaming responses. A missing key raises ArtifactNotFound now, not when
         iteration starts; the connection is released when the iterator is exhausted or closed."""
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-        except ClientError as e:
-            if _missing(e):
-                raise ArtifactNotFound(key) from None
-            raise
+        body = self._body(key)
 
         def chunks() -> Iterator[bytes]:
             with body:
