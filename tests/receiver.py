@@ -38,9 +38,8 @@ def _cert(subject: str, key, issuer: x509.Name, signer, ca: bool, san: tuple[str
     return builder.sign(signer, hashes.SHA256())
 
 
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
+def make_pki(d):
+    """A private CA (``ca.pem``) and its certificate for receiver.test and localhost (``server.pem``/``.key``)."""
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = _cert("Test CA", ca_key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")]), ca_key, True)
     server = _cert("receiver.test", key, ca.subject, ca_key, False, san=("receiver.test", "localhost"))
@@ -49,6 +48,11 @@ def pki(tmp_path_factory):
     (d / "server.key").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return d
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 # --- the receiver: records requests, answers a programmable sequence of replies ---------------------------

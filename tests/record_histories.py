@@ -17,10 +17,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509 import Name, NameAttribute
-from cryptography.x509.oid import NameOID
 from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -31,7 +27,7 @@ from dataapi.dev import temporal_binary
 from dataapi.models import Job
 from dataapi.settings import Settings
 from dataapi.temporal import SEARCH_ATTRIBUTES
-from tests.receiver import Receiver, Reply, _cert
+from tests.receiver import Receiver, Reply, make_pki
 from tests.test_data_api import SLOW_SQL, Tenant, bearer, execute
 from tests.test_jobs_api import CSV, Org
 from worker import build_callback_worker, build_job_worker, build_query_worker
@@ -203,18 +199,6 @@ CLOSED_AS = {
 
 # --- the stack ---------------------------------------------------------------------------------------------
 
-def _pki(folder: Path) -> Path:
-    """A private CA and a certificate for localhost, as the receiver fixture makes them."""
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = Name([NameAttribute(NameOID.COMMON_NAME, "Test CA")])
-    ca = _cert("Test CA", ca_key, ca_name, ca_key, True)
-    server = _cert("receiver.test", key, ca.subject, ca_key, False, san=("receiver.test", "localhost"))
-    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (folder / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    (folder / "server.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return folder
-
 
 async def record(names: list[str]) -> dict[str, str]:
     """The histories of the named scenarios, as JSON texts."""
@@ -231,7 +215,7 @@ async def record(names: list[str]) -> dict[str, str]:
                 var_dir=tmp_path / "var", database_url=f"sqlite:///{tmp_path / 'dataapi.db'}", temporal_address=target,
                 task_queue_queries=f"queries-{run}", task_queue_callbacks=f"callbacks-{run}",
                 task_queue_jobs=f"jobs-{run}", query_heartbeat_seconds=2.0, job_heartbeat_seconds=2.0,
-                callback_allow_cidrs=["127.0.0.0/8", "::1/128"], callback_ca_bundle=str(_pki(tmp_path) / "ca.pem"),
+                callback_allow_cidrs=["127.0.0.0/8", "::1/128"], callback_ca_bundle=str(make_pki(tmp_path) / "ca.pem"),
                 callback_schedule_seconds=[0, 0.3, 0.3], callback_jitter=0.0, callback_timeout_seconds=5.0)
             upgrade(settings.resolved_database_url)
             engine = make_engine(settings.resolved_database_url)
