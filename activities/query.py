@@ -17,7 +17,7 @@ from temporalio import activity
 
 from activities.duck import CompanyDatabases, QueryFailed, QueryInterrupted, QueryResult
 from dataapi.artifacts import ArtifactStore
-from dataapi.db import session_scope, while_unavailable
+from dataapi.db import while_unavailable
 from dataapi.endpoints import finish_job
 from dataapi.handoff import sync_results
 from dataapi.logs import log_context
@@ -122,8 +122,8 @@ class QueryActivities:
         return document
 
     def _finish(self, inp: QueryInput, status: str, fields: dict) -> None:
-        with session_scope(self.engine) as session:
-            finish_job(session, inp.job_id, status=status, insert=_insert_fields(inp), **fields)
+        with self.engine.begin() as conn:
+            finish_job(conn, inp.job_id, status=status, insert=_insert_fields(inp), **fields)
 
     @activity.defn(name="finish_failed")
     async def finish_failed(self, inp: FinishInput) -> None:

@@ -69,13 +69,14 @@ def check_callback(url, allow_cidrs: list[str]) -> str:
         raise ApiError(422, "INVALID_CALLBACK_URL", f"callback_url refused: {e.reason}") from None
 
 
-def _prepare(ctx, claims, namespace: str, slug: str, body: dict) -> tuple[QueryInput, store.Endpoint]:
-    """Loads the endpoint, applies the caller's share context and binds the parameters (blocking)."""
-    with session_scope(ctx.engine) as session:
-        endpoint = store.find_endpoint(session, claims.company_id, namespace, slug)
+def _prepare(ctx, claims, namespace: str, slug: str, body: dict) -> QueryInput:
+    """Loads the endpoint, applies the caller's share context and binds the parameters (blocking); an async
+    job's row is written here, before its workflow starts, so polling never races the start."""
+    with ctx.engine.begin() as conn:
+        endpoint = store.executable_endpoint(conn, claims.company_id, namespace, slug)
         if endpoint is None:
             raise endpoint_not_found()
-        share = store.effective_share_context(session, claims.company_id, claims.user_id, claims.api_key_id,
+        share = store.effective_share_context(conn, claims.company_id, claims.user_id, claims.api_key_id,
                                               endpoint.id)
         specs = store.specs_of(endpoint)
         try:
@@ -99,11 +100,11 @@ def _prepare(ctx, claims, namespace: str, slug: str, body: dict) -> tuple[QueryI
             callback_schedule_seconds=list(settings.callback_schedule_seconds),
             callback_jitter=settings.callback_jitter,
         )
-        if mode == "async":  # the row exists before the workflow, so polling never races the start
-            store.create_job(session, id=inp.job_id, company_id=inp.company_id, endpoint_id=inp.endpoint_id,
+        if mode == "async":
+            store.create_job(conn, id=inp.job_id, company_id=inp.company_id, endpoint_id=inp.endpoint_id,
                              mode=mode, parameters=json.dumps(params), callback_url=inp.callback_url,
                              user_id=inp.user_id, api_key_id=inp.api_key_id)
-        return inp, endpoint
+        return inp
 
 
 def _search_attributes(inp: QueryInput) -> TypedSearchAttributes:
@@ -121,7 +122,7 @@ async def execute(request: Request) -> Response:
     unknown = set(body) - _BODY_FIELDS
     if unknown:
         raise ApiError(400, "INVALID_PARAMS", f"Unknown field '{sorted(unknown)[0]}' in the request body")
-    inp, _ = await run_in_threadpool(_prepare, ctx, request.state.claims, namespace, slug, body)
+    inp = await run_in_threadpool(_prepare, ctx, request.state.claims, namespace, slug, body)
     client = await ctx.temporal()
     start = dict(id=inp.job_id, task_queue=ctx.settings.task_queue_queries,
                  search_attributes=_search_attributes(inp),
@@ -172,8 +173,8 @@ async def execute(request: Request) -> Response:
 
 
 def _fail_unstarted(ctx, inp: QueryInput) -> None:
-    with session_scope(ctx.engine) as session:
-        store.finish_job(session, inp.job_id, status="failed", error="Job could not be started")
+    with ctx.engine.begin() as conn:
+        store.finish_job(conn, inp.job_id, status="failed", error="Job could not be started")
 
 
 async def _outcome(handle, handoff: asyncio.Future[Handoff], deadline: float) -> tuple[QueryOutput, bytes | None]:
@@ -281,7 +282,7 @@ async def redeliver_callback(request: Request) -> Response:
 
 async def _reconcile(ctx, job):
     return await reconcile(ctx, job, lambda session, job_id, reason: store.finish_job(
-        session, job_id, status="failed", error=reason))
+        session.connection(), job_id, status="failed", error=reason))
 
 
 async def missing_path_params(request: Request) -> Response:

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import or_
+from sqlalchemy import Connection, or_, update
+from sqlalchemy import select as core_select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from dataapi.identity import valid_slug
@@ -74,7 +76,24 @@ def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int) -> End
     return EndpointDef(namespace, slug, sql, specs, mode, max_rows, active, description)
 
 
-def specs_of(endpoint: Endpoint) -> list[ParamSpec]:
+@dataclass(frozen=True)
+class Executable:
+    """What an execution reads of its endpoint. Every call reads it, so it is one Core select: the ORM's
+    identity map and unit of work cost ~1 ms of CPU per call and buy nothing on a read."""
+
+    id: int
+    sql: str
+    parameters: str  # JSON list of ParamSpec dicts
+    execution_mode: str
+    max_rows: int
+
+
+_ENDPOINTS, _SHARES, _JOBS = Endpoint.__table__, ShareContextRow.__table__, Job.__table__
+_EXECUTABLE = core_select(_ENDPOINTS.c.id, _ENDPOINTS.c.sql, _ENDPOINTS.c.parameters,
+                          _ENDPOINTS.c.execution_mode, _ENDPOINTS.c.max_rows)
+
+
+def specs_of(endpoint: Endpoint | Executable) -> list[ParamSpec]:
     return [ParamSpec.from_dict(p) for p in json.loads(endpoint.parameters)]
 
 
@@ -119,6 +138,13 @@ def find_endpoint(session: Session, company_id: int, namespace: str, slug: str,
     if active_only:
         query = query.where(Endpoint.active)
     return session.exec(query).first()
+
+
+def executable_endpoint(conn: Connection, company_id: int, namespace: str, slug: str) -> Executable | None:
+    """The active endpoint ``namespace/slug`` of the company, as an execution needs it."""
+    row = conn.execute(_EXECUTABLE.where(_ENDPOINTS.c.company_id == company_id, _ENDPOINTS.c.namespace == namespace,
+                                         _ENDPOINTS.c.slug == slug, _ENDPOINTS.c.active)).first()
+    return Executable(*row) if row is not None else None
 
 
 def list_endpoints(session: Session, company_id: int) -> list[Endpoint]:
@@ -181,21 +207,21 @@ def list_share_contexts(session: Session, company_id: int) -> list[ShareContextR
                              .order_by(ShareContextRow.id)).all())
 
 
-def effective_share_context(session: Session, company_id: int, user_id: int, api_key_id: int | None,
+def effective_share_context(conn: Connection, company_id: int, user_id: int, api_key_id: int | None,
                             endpoint_id: int) -> ShareContext | None:
     """Every context bound to the caller (user or key) for this endpoint or all endpoints, merged so
     that each restriction holds: pins must agree (else nothing is allowed) and allowed sets intersect."""
-    bound = [ShareContextRow.user_id == user_id]
+    bound = [_SHARES.c.user_id == user_id]
     if api_key_id is not None:
-        bound.append(ShareContextRow.api_key_id == api_key_id)
-    rows = session.exec(select(ShareContextRow).where(
-        ShareContextRow.company_id == company_id, or_(*bound),
-        or_(ShareContextRow.endpoint_id.is_(None), ShareContextRow.endpoint_id == endpoint_id))).all()
-    if not rows:
+        bound.append(_SHARES.c.api_key_id == api_key_id)
+    rules = conn.execute(core_select(_SHARES.c.rules).where(
+        _SHARES.c.company_id == company_id, or_(*bound),
+        or_(_SHARES.c.endpoint_id.is_(None), _SHARES.c.endpoint_id == endpoint_id))).scalars().all()
+    if not rules:
         return None
     merged: dict[str, dict] = {}
-    for row in rows:
-        for name, rule in json.loads(row.rules).items():
+    for text in rules:
+        for name, rule in json.loads(text).items():
             merged[name] = _merge_rule(merged.get(name), rule)
     return ShareContext.from_dict(merged)
 
@@ -215,11 +241,9 @@ def _merge_rule(a: dict | None, b: dict) -> dict:
 
 # --- jobs --------------------------------------------------------------------------------------------
 
-def create_job(session: Session, **fields) -> Job:
-    job = Job(**fields)
-    session.add(job)
-    session.flush()
-    return job
+def create_job(conn: Connection, **fields) -> None:
+    """Inserts a job row (``processing``, created now unless given)."""
+    conn.execute(_JOBS.insert().values(**{"status": "processing", "created_at": utcnow(), **fields}))
 
 
 def job_body(job: Job, result: bytes | None) -> dict:
@@ -239,19 +263,17 @@ def find_job(session: Session, company_id: int, endpoint_id: int, job_id: str) -
     return job
 
 
-def finish_job(session: Session, job_id: str, *, status: str, insert: dict | None = None, **fields) -> None:
+def finish_job(conn: Connection, job_id: str, *, status: str, insert: dict | None = None, **fields) -> None:
     """Records a job's outcome. A job still ``processing`` is updated; one already finished is left alone
-    (the first outcome wins). ``insert`` creates the row when it does not exist yet (sync executions)."""
-    job = session.get(Job, job_id)
-    if job is None:
-        if insert is None:
+    (the first outcome wins). ``insert`` creates the row when it does not exist yet (sync executions): one
+    INSERT that does nothing on a conflict, then the guarded UPDATE only if the row was there. (RETURNING says
+    whether a row went in: psycopg's rowcount for ON CONFLICT DO NOTHING is -1.)"""
+    values = {"status": status, "completed_at": utcnow(), **fields}
+    if insert is not None:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        created = conn.execute(dialect.insert(_JOBS).values(id=job_id, created_at=values["completed_at"],
+                                                            **insert, **values)
+                               .on_conflict_do_nothing(index_elements=["id"]).returning(_JOBS.c.id)).first()
+        if created is not None:
             return
-        job = Job(id=job_id, **insert)
-    elif job.status != "processing":
-        return
-    job.status = status
-    job.completed_at = utcnow()
-    for name, value in fields.items():
-        setattr(job, name, value)
-    session.add(job)
-    session.flush()
+    conn.execute(update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.status == "processing").values(**values))

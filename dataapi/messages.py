@@ -1,7 +1,9 @@
 """The dataclasses that travel through Temporal: one in, one out, for every workflow and activity.
-Fields may be added (with defaults) without breaking recorded histories."""
+Fields may be added (with defaults) without breaking recorded histories.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: Temporal's converter calls ``typing.get_type_hints`` on every
+conversion, and string annotations are compiled again each time (~0.4 ms per QueryInput, three conversions
+per sync call)."""
 
 from dataclasses import dataclass, field
 
