@@ -112,17 +112,21 @@ class CompanyDatabases:
             if on_start is not None:
                 on_start(stop)
             relation = cursor.sql(statement, params=bind)  # bound, not run: the result's names and types
-            names, duck_types = relation.columns, [str(t) for t in relation.types]
-            decimals = [t.startswith("DECIMAL") for t in duck_types]
-            if any(decimals):
+            names, duck_types = _unique(relation.columns), [str(t) for t in relation.types]
+            as_json = _json_rows_sql(sql, names, duck_types)
+            if as_json is not None:  # DuckDB writes each row's JSON: no Python objects per value
+                statement = _single_select(cursor, as_json)
+            elif any(t.startswith("DECIMAL") for t in duck_types):
                 # DuckDB builds a Python Decimal per value (~2 µs each); as DOUBLE the rows come ~10x faster,
                 # and JSON gets a number either way. Projections keep the query's row order.
-                casts = ", ".join(f"#{i}::DOUBLE" if dec else f"#{i}" for i, dec in enumerate(decimals, 1))
+                casts = ", ".join(f"#{i}::DOUBLE" if t.startswith("DECIMAL") else f"#{i}"
+                                  for i, t in enumerate(duck_types, 1))
                 statement = _single_select(cursor, f"SELECT {casts} FROM (\n{_strip_tail(sql)}\n)")  # noqa: S608
             if stop.requested:  # DuckDB clears an interrupt when a query starts: an early one would be lost
                 raise QueryInterrupted()
             cursor.execute(statement, bind)
-            result = _serialise(cursor, names, duck_types, max_rows)
+            serialise = _serialise_json_rows if as_json is not None else _serialise
+            result = serialise(cursor, names, duck_types, max_rows)
         except duckdb.Error as e:
             if stop.requested or isinstance(e, duckdb.InterruptException):
                 raise QueryInterrupted() from None
@@ -315,13 +319,15 @@ def _single_select(cursor: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statem
 
 
 def _strip_tail(sql: str) -> str:
-    """The SQL without trailing semicolons and comments, so that it can be wrapped in a subquery."""
-    end = len(sql)
+    """The SQL without trailing semicolons and comments, so that it can be wrapped in a subquery. (The tokens'
+    positions are byte offsets into the UTF-8 text, not character indexes.)"""
+    text = sql.encode()
+    end = len(text)
     for position, kind in reversed(duckdb.tokenize(sql)):
-        if kind != duckdb.token_type.comment and sql[position] != ";":
+        if kind != duckdb.token_type.comment and text[position:position + 1] != b";":
             break
         end = position
-    return sql[:end]
+    return text[:end].decode()
 
 
 class _Interrupt:
@@ -437,14 +443,9 @@ def _unique(names: list[str]) -> list[str]:
 FETCH_CHUNK = 2048  # rows turned into Python objects at a time: a big result never exists as objects at once
 
 
-def _serialise(cursor: duckdb.DuckDBPyConnection, names: list[str], duck_types: list[str],
-               max_rows: int) -> QueryResult:
-    """Fetches up to ``max_rows`` (one more tells truncation) and serialises them chunk by chunk: the peak
-    memory of a 10,000-row result is one chunk of Python objects plus its JSON, not every row as objects."""
-    names = _unique(names)
-    converters = [(i, _CONVERTERS[t]) for i, t in enumerate(duck_types) if t in _CONVERTERS]
-    option = orjson.OPT_NON_STR_KEYS if any("MAP(" in t for t in duck_types) else 0
-    parts: list[bytes] = []
+def _chunks(cursor: duckdb.DuckDBPyConnection, max_rows: int) -> Iterator[list[tuple]]:
+    """Up to ``max_rows`` rows in chunks; fetching one more than ``max_rows`` tells truncation (``StopIteration``
+    value: ``(count, truncated)``)."""
     count, truncated = 0, False
     while not truncated:
         wanted = min(FETCH_CHUNK, max_rows + 1 - count)
@@ -453,11 +454,76 @@ def _serialise(cursor: duckdb.DuckDBPyConnection, names: list[str], duck_types: 
             truncated, rows = True, rows[:max_rows - count]
         count += len(rows)
         if rows:
-            parts.append(_rows_json(rows, names, converters, option)[1:-1])  # the objects, without [ ]
+            yield rows
         if len(rows) < wanted:  # the result is exhausted (or cut)
+            break
+    return count, truncated
+
+
+def _collect(cursor: duckdb.DuckDBPyConnection, max_rows: int, names: list[str], duck_types: list[str],
+             encode: Callable[[list[tuple]], bytes]) -> QueryResult:
+    parts: list[bytes] = []
+    chunks = _chunks(cursor, max_rows)
+    while True:
+        try:
+            parts.append(encode(next(chunks)))
+        except StopIteration as done:
+            count, truncated = done.value
             break
     columns = [{"name": n, "type": _column_type(t)} for n, t in zip(names, duck_types, strict=True)]
     return QueryResult(columns, b"[" + b",".join(parts) + b"]", count, truncated)
+
+
+def _serialise(cursor: duckdb.DuckDBPyConnection, names: list[str], duck_types: list[str],
+               max_rows: int) -> QueryResult:
+    """Fetches up to ``max_rows`` and serialises them chunk by chunk: the peak memory of a 10,000-row result
+    is one chunk of Python objects plus its JSON, not every row as objects."""
+    converters = [(i, _CONVERTERS[t]) for i, t in enumerate(duck_types) if t in _CONVERTERS]
+    option = orjson.OPT_NON_STR_KEYS if any("MAP(" in t for t in duck_types) else 0
+    return _collect(cursor, max_rows, names, duck_types,
+                    lambda rows: _rows_json(rows, names, converters, option)[1:-1])  # the objects, without [ ]
+
+
+def _serialise_json_rows(cursor: duckdb.DuckDBPyConnection, names: list[str], duck_types: list[str],
+                         max_rows: int) -> QueryResult:
+    """The rows of a ``_json_rows_sql`` statement: one JSON object per row, written by DuckDB."""
+    return _collect(cursor, max_rows, names, duck_types, lambda rows: ",".join(r[0] for r in rows).encode())
+
+
+# Column types whose values DuckDB's to_json writes as the Python path (orjson) would: the same JSON values.
+# Doubles and decimals need NaN and infinities as null (orjson's), dates their infinities as Python's dates.
+_JSON_NATIVE = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                "VARCHAR", "UUID", "DOUBLE", "DATE"}
+_ROW = "__dataapi_row"
+
+
+def _json_rows_sql(sql: str, names: list[str], duck_types: list[str]) -> str | None:
+    """A statement giving each row of ``sql`` as one JSON object (``names`` are its keys), or None when a
+    column's type is not one DuckDB writes exactly as the Python path does (the rows then go through Python).
+    For a 10,000-row result this is ~20 ms of Python objects and GIL time saved, and no per-value memory."""
+    folded = {n.lower() for n in names}
+    if len(folded) < len(names) or _ROW in folded:  # DuckDB's names are case-insensitive
+        return None
+    columns = []
+    for i, (name, duck_type) in enumerate(zip(names, duck_types, strict=True), 1):
+        if duck_type.startswith("DECIMAL"):
+            value = f"#{i}::DOUBLE"  # a JSON number either way; never NaN
+        elif duck_type == "DOUBLE":
+            value = f"CASE WHEN isfinite(#{i}) THEN #{i} END"
+        elif duck_type == "DATE":
+            value = (f"CASE WHEN #{i} IS NULL OR isfinite(#{i}) THEN #{i} WHEN #{i} > DATE '2000-01-01' "
+                     f"THEN DATE '9999-12-31' ELSE DATE '0001-01-01' END")
+        elif duck_type in _JSON_NATIVE:
+            value = f"#{i}"
+        else:
+            return None
+        columns.append(f"{value} AS {_quote(name)}")
+    return (f"SELECT to_json({_ROW})::VARCHAR FROM (SELECT {', '.join(columns)} FROM (\n{_strip_tail(sql)}\n))"  # noqa: S608
+            f" AS {_ROW}")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _rows_json(rows: list[tuple], names: list[str], converters: list[tuple[int, Callable]], option: int) -> bytes:

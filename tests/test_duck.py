@@ -473,3 +473,75 @@ def test_queries_keep_running_while_data_is_reloaded(vendas, tmp_path):
         t.join()
     assert errors == []
     assert len(list((dbs.data_dir / "acme").glob("db-*"))) == 1
+
+
+# --- rows written by DuckDB (the JSON path) and by Python (orjson) give the same JSON ------------------------
+
+NATIVE_SQL = """
+SELECT * FROM (VALUES
+    (true, (-128)::TINYINT, (-32768)::SMALLINT, -2147483648, (-9223372036854775808)::BIGINT, 255::UTINYINT,
+     65535::USMALLINT, 4294967295::UINTEGER, 'a"b\\c é 日本 </script>' || chr(1) || chr(10) || chr(8232),
+     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::UUID, 0.1::DOUBLE, 123456789.125::DECIMAL(18,3), DATE '2026-01-31'),
+    (false, 127::TINYINT, 32767::SMALLINT, 2147483647, 9223372036854775807::BIGINT, 0::UTINYINT, 0::USMALLINT,
+     0::UINTEGER, '', NULL, 'nan'::DOUBLE, (-0.5)::DECIMAL(18,3), 'infinity'::DATE),
+    (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'inf'::DOUBLE, NULL, '-infinity'::DATE),
+    (NULL, NULL, NULL, NULL, 9007199254740993::BIGINT, NULL, NULL, NULL, 'x', NULL, '-inf'::DOUBLE, NULL, NULL),
+    (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1e300, NULL, DATE '0001-01-01'),
+    (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 5e-324, NULL, NULL),
+    (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1e16, NULL, NULL),
+    (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, -0.0, NULL, NULL)
+) AS t("b", "ti", "si", "i", "bi", "ut", "us", "ui", "we""ird name", "u", "dbl", "dec", "dt")
+"""
+
+
+json_rows = duck._serialise_json_rows
+
+
+def _python_path(monkeypatch):
+    monkeypatch.setattr(duck, "_json_rows_sql", lambda *_: None)
+
+
+@pytest.mark.parametrize("sql", [
+    NATIVE_SQL,
+    "SELECT range AS n, range::VARCHAR AS s, 1 AS s FROM range(5000) ORDER BY hash(range)",  # order, s and s_1
+    "SELECT 1 AS x WHERE false",  # no rows
+    "SELECT 1 AS \"__DataApi_Row\", 2 AS y",  # our row alias as a column name: the Python path, same answer
+    "SELECT 1 AS a, 2 AS \"A\"",  # names only case differs: DuckDB's keys are case-insensitive
+])
+@pytest.mark.parametrize("max_rows", [0, 2, 10_000])
+def test_duckdb_writes_the_rows_python_would(dbs, monkeypatch, sql, max_rows):
+    monkeypatch.setattr(duck, "FETCH_CHUNK", 3)
+    taken = []
+    monkeypatch.setattr(duck, "_serialise_json_rows", lambda *a: taken.append(1) or json_rows(*a))
+    fast = dbs.run("acme", sql, {}, max_rows)
+    assert taken == ([] if "__DataApi_Row" in sql or '"A"' in sql else [1])
+    _python_path(monkeypatch)
+    slow = dbs.run("acme", sql, {}, max_rows)
+    assert (fast.columns, fast.row_count, fast.truncated) == (slow.columns, slow.row_count, slow.truncated)
+    assert orjson.loads(fast.rows_json) == orjson.loads(slow.rows_json)
+    assert list(orjson.loads(fast.rows_json)[0]) == [c["name"] for c in fast.columns] if fast.row_count else True
+
+
+def test_the_json_path_is_taken_for_native_types_only():
+    native = duck._json_rows_sql("SELECT 1", ["a", "b", "c"], ["INTEGER", "DECIMAL(18,2)", "DATE"])
+    assert native is not None and native.startswith("SELECT to_json(__dataapi_row)::VARCHAR FROM (SELECT #1 AS \"a\"")
+    for other in ("TIMESTAMP", "HUGEINT", "UBIGINT", "FLOAT", "BLOB", "INTERVAL", "JSON", "INTEGER[]", "TIME",
+                  "STRUCT(a INTEGER)", "MAP(VARCHAR, INTEGER)", "ENUM('a', 'b')"):
+        assert duck._json_rows_sql("SELECT 1", ["a", "b"], ["INTEGER", other]) is None, other
+    assert duck._json_rows_sql("SELECT 1", ["a", "A"], ["INTEGER", "INTEGER"]) is None
+    assert duck._json_rows_sql("SELECT 1", ["__DATAAPI_ROW"], ["INTEGER"]) is None
+
+
+def test_the_json_path_keeps_parameters_and_interrupts(dbs):
+    result = dbs.run("acme", "SELECT range AS n FROM range(10) WHERE range >= $low ORDER BY n", {"low": 7}, 10)
+    assert rows(result) == [{"n": 7}, {"n": 8}, {"n": 9}]
+
+
+@pytest.mark.parametrize("sql", ["SELECT 'São Paulo é' AS r, 1.5::DECIMAL(3,1) AS d; -- fim ção",
+                                 "SELECT '日本' AS r, 1.5::DECIMAL(3,1) AS d /* é */ ;"])
+def test_non_ascii_sql_is_wrapped_correctly(dbs, monkeypatch, sql):
+    """DuckDB's token positions are byte offsets: cutting the tail by them must not split or drop characters."""
+    assert duck._strip_tail(sql).rstrip().endswith("AS d")
+    fast = rows(dbs.run("acme", sql, {}, 10))
+    _python_path(monkeypatch)  # the decimal-cast wrapper
+    assert rows(dbs.run("acme", sql, {}, 10)) == fast == [{"r": sql.split("'")[1], "d": 1.5}]
