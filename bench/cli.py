@@ -106,7 +106,8 @@ async def _run_scenarios(plan: Plan, only: list[str], stack, procs: Processes) -
             "callback": ("callback" in only, lambda: scenarios.callbacks(ctx)),
             "upload": ("upload" in only, lambda: scenarios.uploads(ctx)),
             "floor": ("floor" in only, lambda: floor(stack.settings.temporal_address, stack.settings.temporal_namespace,
-                                                     plan.point_requests * plan.rounds, plan.async_jobs,
+                                                     stack.pids["temporal"], plan.point_requests * plan.rounds,
+                                                     plan.async_jobs,
                                                      plan.concurrency, log)),
         }
         out = {}

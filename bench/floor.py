@@ -1,8 +1,12 @@
 """Comparison 7, the floor: Temporal alone, on the same dev server as our stack, with no-op workflows of the
 shapes ours have. What no product built on it can beat on this machine, measured in the same run:
 
-- sync floor: eager start of a workflow whose one local activity returns at once, waited for by the process
-  that started it (client and worker in the harness process, like our API and its embedded worker), c1;
+- sync floor: eager start of a workflow whose one local activity returns at once and hands its result to the
+  process that started it (client and worker in the harness process, like our API and its embedded worker,
+  and like ours the caller does not wait for the workflow's completion to come back through Temporal), c1; then
+  the same at concurrency 16: no-op workflows per second, and the CPU each costs the Temporal server and the
+  SDK (the harness process). On a CPU-bound machine that CPU bounds every sync throughput ratio: ours can
+  reach at most bare / (bare + floor) of a bare handler's requests per second;
 - async floor: no-op workflows with one activity through the task queue, started by 16 concurrent clients,
   completed workflows per second.
 """
@@ -10,6 +14,7 @@ shapes ours have. What no product built on it can beat on this machine, measured
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 
@@ -17,11 +22,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench import load
-from bench.floor_workflows import FloorLocal, FloorRemote, noop
+from bench.floor_workflows import HANDOFF, FloorLocal, FloorRemote, noop
+from bench.procs import cpu_seconds
 from dataapi.temporal import WORKFLOW_RUNNER
 
 
-async def floor(address: str, namespace: str, c1_requests: int, jobs: int, concurrency: int, log=print) -> dict:
+async def floor(address: str, namespace: str, temporal_pid: int, c1_requests: int, jobs: int, concurrency: int,
+                log=print) -> dict:
     client = await Client.connect(address, namespace=namespace)
     queue = f"floor-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=queue, workflows=[FloorLocal, FloorRemote], activities=[noop],
@@ -30,15 +37,38 @@ async def floor(address: str, namespace: str, c1_requests: int, jobs: int, concu
             return await client.start_workflow(workflow, i, id=f"{queue}-{uuid.uuid4().hex}", task_queue=queue,
                                                request_eager_start=eager)
 
+        async def sync_call(i: int) -> int:
+            workflow_id = f"{queue}-{uuid.uuid4().hex}"
+            HANDOFF[workflow_id] = handed = asyncio.get_running_loop().create_future()
+            try:
+                await client.start_workflow(FloorLocal.run, i, id=workflow_id, task_queue=queue,
+                                            request_eager_start=True)
+                return await asyncio.wait_for(handed, 30)
+            finally:
+                HANDOFF.pop(workflow_id, None)
+
         seconds = []
         for i in range(c1_requests + 5):
             started = time.perf_counter()
-            await (await one(FloorLocal.run, i, True)).result()
+            await sync_call(i)
             if i >= 5:  # warm-up
                 seconds.append(time.perf_counter() - started)
         log(f"  sync floor: {c1_requests} eager no-op workflows at c1")
 
         gate = asyncio.Semaphore(concurrency)
+
+        async def gated_sync_call(i: int):
+            async with gate:
+                return await sync_call(i)
+
+        cpu = {"temporal": cpu_seconds(temporal_pid) or 0.0, "sdk": cpu_seconds(os.getpid()) or 0.0}
+        started = time.time()
+        await asyncio.gather(*(gated_sync_call(i) for i in range(jobs)))
+        sync_elapsed = time.time() - started
+        cpu = {k: round(((cpu_seconds(temporal_pid if k == "temporal" else os.getpid()) or 0.0) - v) * 1000 / jobs, 2)
+               for k, v in cpu.items()}
+        log(f"  sync floor: {jobs} eager no-op workflows at c{concurrency} in {sync_elapsed:.1f} s, "
+            f"CPU per workflow: Temporal {cpu['temporal']} ms + SDK {cpu['sdk']} ms")
 
         async def submit(i: int):
             async with gate:
@@ -50,4 +80,6 @@ async def floor(address: str, namespace: str, c1_requests: int, jobs: int, concu
         elapsed = time.time() - started
         log(f"  async floor: {jobs} no-op workflows with a remote activity in {elapsed:.1f} s")
     return {"sync_floor": load.latency_stats(seconds), "async_floor_jobs": jobs,
-            "async_floor_completed_per_s": round(jobs / elapsed, 1)}
+            "async_floor_completed_per_s": round(jobs / elapsed, 1),
+            "sync_floor_concurrency": concurrency, "sync_floor_completed_per_s": round(jobs / sync_elapsed, 1),
+            "sync_floor_cpu_ms_per_workflow": {**cpu, "total": round(sum(cpu.values()), 2)}}

@@ -92,6 +92,11 @@ def build_rows(results: dict) -> list[Row]:
     cpu = q.get("cpu_ms_per_request") or {}
     for side, label in (("bare", "1 sync vs bare"), ("datasette", "2 sync vs Datasette")):
         rows += _query_rows(q, side, label)
+        for query in ("point", "medium"):
+            load = _get(q, query, "cpu_ms_per_request_under_load") or {}
+            if side in load and "ours" in load:
+                c = _get(q, query, "throughput", "ours", "concurrency")
+                rows.append(Row(label, f"{query} CPU ms per request c{c}", load["ours"]["total"], load[side]["total"]))
         if side in cpu and "ours" in cpu:
             o = cpu["ours"]
             rows.append(Row(label, "CPU ms per request (all queries)", o["total"], cpu[side]["total"]))
@@ -164,6 +169,31 @@ def build_rows(results: dict) -> list[Row]:
         done = a["completed_per_s"] if a and "error" not in a else None
         rows.append(Row(label, f"async jobs/s vs no-op remote-activity workflows/s ({f['async_floor_jobs']})", done,
                         f["async_floor_completed_per_s"]))
+        if "sync_floor_completed_per_s" in f:
+            c, fc = f["sync_floor_concurrency"], f["sync_floor_cpu_ms_per_workflow"]
+            rows.append(Row(label, f"point req/s c{c} vs no-op eager workflows/s c{c}",
+                            _get(q, "point", "throughput", "ours", "req_per_s"), f["sync_floor_completed_per_s"]))
+            rows.append(Row(label, f"  CPU per no-op workflow: Temporal {fc['temporal']} + SDK {fc['sdk']} ms", None))
+            rows += _ceiling_rows(q, fc["total"], results.get("meta", {}).get("cpu_count") or 2, label)
+    return rows
+
+
+def _ceiling_rows(q: dict, floor_cpu: float, cpus: int, label: str) -> list[Row]:
+    """When the bare handler keeps the CPUs busy (throughput bound by CPU), ours needs at least its CPU per
+    request plus Temporal's own per workflow, so ours/bare req/s can reach at most bare / (bare + floor) here.
+    (A bare handler that leaves the CPUs idle, the point lookup's, is bound by something else: no row.)"""
+    rows = []
+    for query in ("point", "medium"):
+        bare_cpu = _get(q, query, "cpu_ms_per_request_under_load", "bare", "total")
+        o, b = _get(q, query, "throughput", "ours", "req_per_s"), _get(q, query, "throughput", "bare", "req_per_s")
+        busy = bare_cpu * b / 1000 / cpus if bare_cpu and b else 0
+        if busy < 0.75:
+            continue
+        if bare_cpu and o and b:
+            ceiling = bare_cpu / (bare_cpu + floor_cpu)
+            rows.append(Row(label, f"{query} c16 ratio vs its ceiling bare/(bare+floor) CPU = "
+                                   f"{bare_cpu:.1f}/({bare_cpu:.1f}+{floor_cpu:.1f}), bare {busy:.0%} busy",
+                            round(o / b, 3), round(ceiling, 3)))
     return rows
 
 

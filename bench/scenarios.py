@@ -15,7 +15,7 @@ import httpx
 from bench import data, histories, load
 from bench.load import Target
 from bench.plan import Plan
-from bench.procs import ProcessMonitor
+from bench.procs import ProcessMonitor, cpu_seconds
 from bench.queries import NAMESPACE, WIDE_ROWS, parameter_values
 from bench.receiver import Receiver
 from bench.stack import Stack
@@ -78,15 +78,34 @@ async def queries(ctx: Context, baselines: list[str]) -> dict:
             phases = await histories.sync_phases(ctx.stack.settings, f"{NAMESPACE}/{query}", since, datetime.now(UTC))
             ctx.log(f"  {query}: throughput at concurrency {plan.concurrency}, "
                     f"{plan.rounds} rounds x {plan.throughput_seconds:g} s per side")
+            cpu_before = _cpu(ctx.stack.pids)
             throughput = await load.throughput_rounds(ctx.client, targets, query, params, plan.rounds,
                                                       plan.concurrency, plan.throughput_seconds)
-            out[query] = {"rows": rows, "latency": latency, "throughput": throughput, "ours_workflow_phases": phases}
+            cpu = _cpu_per_answer(cpu_before, _cpu(ctx.stack.pids), throughput)
+            out[query] = {"rows": rows, "latency": latency, "throughput": throughput, "ours_workflow_phases": phases,
+                          "cpu_ms_per_request_under_load": cpu}
     out["processes"] = procs.report()
     out["cpu_ms_per_request"] = _cpu_per_request(out["processes"], targets)
     return out
 
 
 OURS = ("api", "worker", "temporal")  # the processes that serve our side
+
+
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+
+
+def _cpu_per_answer(before: dict[str, float], after: dict[str, float], throughput: dict) -> dict:
+    """CPU milliseconds per answered request of each side over its throughput rounds (the sides alternate, but
+    their processes are disjoint, so each process's CPU is its own side's). On a CPU-bound machine the ratio
+    of these totals is what bounds the ratio of throughputs."""
+    out = {}
+    for side, t in throughput.items():
+        names = OURS if side == "ours" else (side,)
+        per = {n: round((after[n] - before[n]) * 1000 / max(t["requests"], 1), 2) for n in names}
+        out[side] = {**per, "total": round(sum(per.values()), 2)}
+    return out
 
 
 def _cpu_per_request(processes: dict, targets: list[Target]) -> dict:
