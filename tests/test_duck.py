@@ -545,3 +545,15 @@ def test_non_ascii_sql_is_wrapped_correctly(dbs, monkeypatch, sql):
     fast = rows(dbs.run("acme", sql, {}, 10))
     _python_path(monkeypatch)  # the decimal-cast wrapper
     assert rows(dbs.run("acme", sql, {}, 10)) == fast == [{"r": sql.split("'")[1], "d": 1.5}]
+
+
+@pytest.mark.parametrize("sql", [
+    "WITH x AS (SELECT regiao FROM vendas) SELECT * FROM x ORDER BY regiao", "FROM vendas SELECT regiao ORDER BY 1",
+    "SELECT regiao, total FROM vendas ORDER BY #2 DESC", "SELECT DISTINCT regiao FROM vendas ORDER BY 1",
+    "SELECT * FROM vendas QUALIFY row_number() OVER (ORDER BY total) = 1", "SELECT regiao, regiao FROM vendas",
+    'SELECT regiao AS "a""b" FROM vendas ORDER BY ALL', "SELECT $x::INTEGER AS v; -- fim",
+])
+def test_query_shapes_the_json_path_wraps(vendas, monkeypatch, sql):
+    fast = rows(vendas.run("acme", sql, {"x": 5}, 10))
+    _python_path(monkeypatch)
+    assert fast == rows(vendas.run("acme", sql, {"x": 5}, 10)) and fast
