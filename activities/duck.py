@@ -28,7 +28,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -73,9 +73,23 @@ class QueryResult:
 
 
 @dataclass
+class _Shape:
+    """What one SQL text with parameters of given types needs, worked out on its first run on a database
+    version: its result's names and types and the statements to run (parsed once, reused by every cursor)."""
+
+    names: list[str]
+    duck_types: list[str]
+    parameters: set[str]  # the named parameters the statement uses
+    json_rows: duckdb.Statement | None  # each row as JSON written by DuckDB, when the column types allow
+    python_rows: duckdb.Statement  # rows for the Python path (decimals as DOUBLE)
+    small: bool = False  # its last result was small: the Python path costs less (no JSON wrapping to plan)
+
+
+@dataclass
 class _Open:
     stamp: tuple | None  # identity of the CURRENT file it was opened from (None: no database yet)
     con: duckdb.DuckDBPyConnection
+    shapes: dict[tuple, _Shape] = field(default_factory=dict)
 
 
 class CompanyDatabases:
@@ -103,30 +117,26 @@ class CompanyDatabases:
     def run(self, slug: str, sql: str, params: dict, max_rows: int,
             on_start: Callable[[Callable[[], None]], None] | None = None) -> QueryResult:
         """Runs one SELECT with ``$name`` parameters bound; at most ``max_rows`` rows come back."""
-        cursor = self._cursor(slug)
+        cursor, shapes = self._cursor(slug)
         stop = _Interrupt(cursor)
         try:
-            statement = _single_select(cursor, sql)
-            # DuckDB refuses values for parameters the statement does not use.
-            bind = {name: params[name] for name in statement.named_parameters if name in params}
             if on_start is not None:
                 on_start(stop)
-            relation = cursor.sql(statement, params=bind)  # bound, not run: the result's names and types
-            names, duck_types = _unique(relation.columns), [str(t) for t in relation.types]
-            as_json = _json_rows_sql(sql, names, duck_types)
-            if as_json is not None:  # DuckDB writes each row's JSON: no Python objects per value
-                statement = _single_select(cursor, as_json)
-            elif any(t.startswith("DECIMAL") for t in duck_types):
-                # DuckDB builds a Python Decimal per value (~2 µs each); as DOUBLE the rows come ~10x faster,
-                # and JSON gets a number either way. Projections keep the query's row order.
-                casts = ", ".join(f"#{i}::DOUBLE" if t.startswith("DECIMAL") else f"#{i}"
-                                  for i, t in enumerate(duck_types, 1))
-                statement = _single_select(cursor, f"SELECT {casts} FROM (\n{_strip_tail(sql)}\n)")  # noqa: S608
+            key = (sql, *sorted((name, type(value)) for name, value in params.items()))
+            shape = shapes.get(key)
+            if shape is None:
+                shape = shapes[key] = _shape(cursor, sql, params)
+                if len(shapes) > _SHAPES_PER_DATABASE:
+                    shapes.pop(next(iter(shapes)))
+            # DuckDB refuses values for parameters the statement does not use.
+            bind = {name: params[name] for name in shape.parameters if name in params}
             if stop.requested:  # DuckDB clears an interrupt when a query starts: an early one would be lost
                 raise QueryInterrupted()
-            cursor.execute(statement, bind)
-            serialise = _serialise_json_rows if as_json is not None else _serialise
-            result = serialise(cursor, names, duck_types, max_rows)
+            as_json = shape.json_rows is not None and not shape.small
+            cursor.execute(shape.json_rows if as_json else shape.python_rows, bind)
+            serialise = _serialise_json_rows if as_json else _serialise
+            result = serialise(cursor, shape.names, shape.duck_types, max_rows)
+            shape.small = result.row_count <= SMALL_RESULT_ROWS
         except duckdb.Error as e:
             if stop.requested or isinstance(e, duckdb.InterruptException):
                 raise QueryInterrupted() from None
@@ -138,7 +148,7 @@ class CompanyDatabases:
         return result
 
     def tables(self, slug: str) -> list[str]:
-        cursor = self._cursor(slug)
+        cursor, _ = self._cursor(slug)
         try:
             return [name for (name,) in cursor.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
@@ -150,20 +160,21 @@ class CompanyDatabases:
         # DuckDB echoes file paths; the caller must not learn where the data lives on our disk.
         return message.replace(str(self.data_dir), "<data>")
 
-    def _cursor(self, slug: str) -> duckdb.DuckDBPyConnection:
+    def _cursor(self, slug: str) -> tuple[duckdb.DuckDBPyConnection, dict[tuple, _Shape]]:
         """A fresh cursor (its own DuckDB connection: own transaction, own interrupt) on the company's
-        cached database, reopened when CURRENT changed. Cursors share the instance's locked configuration."""
+        cached database, reopened when CURRENT changed, and the shapes of the queries run on that version.
+        Cursors share the instance's locked configuration."""
         stamp = _stamp(self.data_dir / slug / "CURRENT") if valid_slug(slug) else None
         with self._lock:
             entry = self._open.get(slug)
             if entry is not None and entry.stamp == stamp:
-                return entry.con.cursor()
+                return entry.con.cursor(), entry.shapes
         con = self._connect(slug)
         with self._lock:
             # The previous connection is dropped, not closed: closing would kill the cursors of queries
             # still running on it. DuckDB closes the file when the last of them is gone.
-            self._open[slug] = _Open(stamp, con)
-            return con.cursor()
+            entry = self._open[slug] = _Open(stamp, con)
+            return con.cursor(), entry.shapes
 
     def _connect(self, slug: str) -> duckdb.DuckDBPyConnection:
         cdir, files = self.company_dir(slug), self.files_dir(slug)
@@ -309,6 +320,25 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+_SHAPES_PER_DATABASE = 1024  # endpoint SQL is a finite set; the oldest shape goes beyond this
+SMALL_RESULT_ROWS = 64  # up to this many rows the Python path is cheaper than planning DuckDB's JSON wrapping
+
+
+def _shape(cursor: duckdb.DuckDBPyConnection, sql: str, params: dict) -> _Shape:
+    statement = _single_select(cursor, sql)
+    parameters = set(statement.named_parameters)
+    relation = cursor.sql(statement, params={n: v for n, v in params.items() if n in parameters})  # bound, not run
+    names, duck_types = _unique(relation.columns), [str(t) for t in relation.types]
+    as_json = _json_rows_sql(sql, names, duck_types)  # DuckDB writes each row's JSON: no Python objects per value
+    python_rows = statement
+    if any(t.startswith("DECIMAL") for t in duck_types):
+        # DuckDB builds a Python Decimal per value (~2 µs each); as DOUBLE the rows come ~10x faster, and JSON
+        # gets a number either way. Projections keep the query's row order.
+        casts = ", ".join(f"#{i}::DOUBLE" if t.startswith("DECIMAL") else f"#{i}" for i, t in enumerate(duck_types, 1))
+        python_rows = _single_select(cursor, f"SELECT {casts} FROM (\n{_strip_tail(sql)}\n)")  # noqa: S608
+    return _Shape(names, duck_types, parameters, _single_select(cursor, as_json) if as_json else None, python_rows)
 
 
 def _single_select(cursor: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:

@@ -253,7 +253,7 @@ def test_cursors_inherit_the_locked_configuration(two_companies):
     dbs = two_companies
     files = dbs.files_dir("acme")
     beta_db = next((dbs.data_dir / "beta").glob("db-*.duckdb"))
-    cursor = dbs._cursor("acme")
+    cursor, _ = dbs._cursor("acme")
     try:
         settings = dict(cursor.execute(
             "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', 'lock_configuration',"
@@ -305,7 +305,7 @@ def test_reload_switches_versions_under_a_cached_connection(vendas, tmp_path):
     dbs = vendas
     company = dbs.data_dir / "acme"
     assert rows(dbs.run("acme", "SELECT count(*) AS n FROM vendas", {}, 10)) == [{"n": 3}]
-    old_cursor = dbs._cursor("acme")  # a query still running on the old version
+    old_cursor, _ = dbs._cursor("acme")  # a query still running on the old version
     old_version = (company / "CURRENT").read_text().strip()
     load_csv(dbs, "acme", "vendas", "regiao,total\nOeste,1\n", tmp_path)
     new_version = (company / "CURRENT").read_text().strip()
@@ -497,8 +497,11 @@ SELECT * FROM (VALUES
 json_rows = duck._serialise_json_rows
 
 
-def _python_path(monkeypatch):
+def _python_path(monkeypatch, dbs):
+    """From here on queries take the Python path (the shapes worked out so far are forgotten)."""
     monkeypatch.setattr(duck, "_json_rows_sql", lambda *_: None)
+    for entry in dbs._open.values():
+        entry.shapes.clear()
 
 
 @pytest.mark.parametrize("sql", [
@@ -515,7 +518,7 @@ def test_duckdb_writes_the_rows_python_would(dbs, monkeypatch, sql, max_rows):
     monkeypatch.setattr(duck, "_serialise_json_rows", lambda *a: taken.append(1) or json_rows(*a))
     fast = dbs.run("acme", sql, {}, max_rows)
     assert taken == ([] if "__DataApi_Row" in sql or '"A"' in sql else [1])
-    _python_path(monkeypatch)
+    _python_path(monkeypatch, dbs)
     slow = dbs.run("acme", sql, {}, max_rows)
     assert (fast.columns, fast.row_count, fast.truncated) == (slow.columns, slow.row_count, slow.truncated)
     assert orjson.loads(fast.rows_json) == orjson.loads(slow.rows_json)
@@ -543,7 +546,7 @@ def test_non_ascii_sql_is_wrapped_correctly(dbs, monkeypatch, sql):
     """DuckDB's token positions are byte offsets: cutting the tail by them must not split or drop characters."""
     assert duck._strip_tail(sql).rstrip().endswith("AS d")
     fast = rows(dbs.run("acme", sql, {}, 10))
-    _python_path(monkeypatch)  # the decimal-cast wrapper
+    _python_path(monkeypatch, dbs)  # the decimal-cast wrapper
     assert rows(dbs.run("acme", sql, {}, 10)) == fast == [{"r": sql.split("'")[1], "d": 1.5}]
 
 
@@ -555,5 +558,41 @@ def test_non_ascii_sql_is_wrapped_correctly(dbs, monkeypatch, sql):
 ])
 def test_query_shapes_the_json_path_wraps(vendas, monkeypatch, sql):
     fast = rows(vendas.run("acme", sql, {"x": 5}, 10))
-    _python_path(monkeypatch)
+    _python_path(monkeypatch, vendas)
     assert fast == rows(vendas.run("acme", sql, {"x": 5}, 10)) and fast
+
+
+# --- shapes: worked out once per SQL, parameter types and database version ---------------------------------
+
+def test_a_query_is_analysed_once_and_small_results_take_the_python_path(vendas, monkeypatch):
+    analysed, by_json = [], []
+    shape, json_rows_ = duck._shape, duck._serialise_json_rows
+    monkeypatch.setattr(duck, "_shape", lambda *a: analysed.append(a[1]) or shape(*a))
+    monkeypatch.setattr(duck, "_serialise_json_rows", lambda *a: by_json.append(a[3]) or json_rows_(*a))
+    small = "SELECT regiao, total FROM vendas WHERE total >= $min ORDER BY regiao"
+    big = "SELECT range AS n FROM range(100) WHERE range >= $min ORDER BY n"
+    answers = [rows(vendas.run("acme", small, {"min": 0}, 10)) for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2] and len(answers[0]) == 3
+    assert analysed == [small] and len(by_json) == 1  # then the Python path: the result was small
+    assert rows(vendas.run("acme", small, {"min": "0"}, 10)) == answers[0]  # a string: another shape, JSON
+    assert analysed == [small, small] and len(by_json) == 2
+    for low in (0, 99, 0, 0):  # 100 rows (JSON), 1 (JSON; the last was big), 100 (Python), 100 (JSON)
+        got = rows(vendas.run("acme", big, {"min": low}, 1000))
+        assert got == [{"n": n} for n in range(low, 100)]
+    assert analysed == [small, small, big] and len(by_json) == 2 + 3
+
+
+def test_a_new_database_version_gets_new_shapes(vendas, tmp_path):
+    sql = "SELECT * FROM vendas ORDER BY 1"
+    assert [c["name"] for c in vendas.run("acme", sql, {}, 10).columns] == ["regiao", "total"]
+    load_csv(vendas, "acme", "vendas", "cidade,regiao,valor\nRecife,Nordeste,1.5\n", tmp_path)
+    result = vendas.run("acme", sql, {}, 10)
+    assert [c["name"] for c in result.columns] == ["cidade", "regiao", "valor"]
+    assert rows(result) == [{"cidade": "Recife", "regiao": "Nordeste", "valor": 1.5}]
+
+
+def test_shapes_are_bounded(dbs, monkeypatch):
+    monkeypatch.setattr(duck, "_SHAPES_PER_DATABASE", 5)
+    for i in range(20):
+        assert rows(dbs.run("acme", f"SELECT {i} AS v", {}, 10)) == [{"v": i}]
+    assert len(dbs._open["acme"].shapes) == 5
