@@ -31,19 +31,24 @@ log = logging.getLogger("dataapi.worker")
 QUEUES = ("queries", "jobs", "callbacks")
 
 
-def build_query_worker(client: Client, settings: Settings, in_api: bool = False) -> Worker:
+def query_activities(settings: Settings) -> QueryActivities:
+    return QueryActivities(
+        engine=make_engine(settings.resolved_database_url),
+        databases=CompanyDatabases(settings.resolved_data_dir, settings.query_memory_limit, settings.query_threads),
+        artifacts=store_from_settings(settings),
+        executor=ThreadPoolExecutor(max_workers=settings.query_workers + 2, thread_name_prefix="query"),
+    )
+
+
+def build_query_worker(client: Client, settings: Settings, in_api: bool = False,
+                       acts: QueryActivities | None = None) -> Worker:
     """Visualization-endpoint executions: sync and async share the queries task queue.
 
     ``in_api``: the worker the API process hosts so that sync executions start eagerly (their first workflow
     task and the query, a local activity, run in the process that waits for them). It takes no remote
-    activities, so async queries always run on the worker processes."""
-    executor = ThreadPoolExecutor(max_workers=settings.query_workers + 2, thread_name_prefix="query")
-    acts = QueryActivities(
-        engine=make_engine(settings.resolved_database_url),
-        databases=CompanyDatabases(settings.resolved_data_dir, settings.query_memory_limit, settings.query_threads),
-        artifacts=store_from_settings(settings),
-        executor=executor,
-    )
+    activities, so async queries always run on the worker processes. ``acts``: its activities, when the caller
+    also lets the API start queries through them (``sync_results.prefetching``)."""
+    acts = acts or query_activities(settings)
     return Worker(
         client, task_queue=settings.task_queue_queries, workflows=[QueryWorkflow],
         activities=[acts.run_query, acts.finish_failed],

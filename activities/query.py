@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,37 @@ def _handed_off(inp: QueryInput, out: QueryOutput, document: bytes | None = None
     return out
 
 
+class RunningQuery:
+    """A query running on the executor, and the way to stop it (thread-safe; a stop that comes before DuckDB
+    started still stops it)."""
+
+    def __init__(self, owner: QueryActivities, inp: QueryInput):
+        self.owner, self.inp = owner, inp
+        self.executed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._lock = threading.Lock()
+        self._interrupts: list[Callable[[], None]] = []
+        self._stopped = False
+        params = to_bind([ParamSpec.from_dict(p) for p in inp.param_specs], inp.params)
+        self.future = asyncio.ensure_future(owner._blocking(
+            owner.databases.run, inp.company_slug, inp.sql, params, inp.max_rows, self._on_start))
+
+    def _on_start(self, interrupt: Callable[[], None]) -> None:
+        with self._lock:
+            self._interrupts.append(interrupt)
+            stopped = self._stopped
+        if stopped:
+            interrupt()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            interrupts = list(self._interrupts)
+        for interrupt in interrupts:
+            interrupt()
+        # QueryInterrupted, expected: retrieved so that asyncio does not report it
+        self.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
 class QueryActivities:
     def __init__(self, engine: Engine, databases: CompanyDatabases, artifacts: ArtifactStore,
                  executor: ThreadPoolExecutor):
@@ -65,28 +97,40 @@ class QueryActivities:
     async def _blocking(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
+    def start_query(self, inp: QueryInput) -> RunningQuery:
+        """Starts the query now. The API calls this (through ``sync_results``) for a sync execution before
+        starting its workflow, so DuckDB runs while Temporal records the start; the workflow's local activity
+        then takes that query over instead of running it again (the query is a read-only SELECT)."""
+        return RunningQuery(self, inp)
+
+    def _take_over(self, inp: QueryInput) -> RunningQuery:
+        """The query the API started for this execution, if it is this one and ran here; else a new one."""
+        info = activity.info()
+        running = sync_results.adopt(inp.job_id) if info.is_local and info.attempt == 1 else None
+        if running is not None and (running.owner is not self or running.inp != inp):
+            running.stop()
+            running = None
+        return running or self.start_query(inp)
+
     @activity.defn(name="run_query")
     async def run_query(self, inp: QueryInput) -> QueryOutput:
         log_context.set({"job_id": inp.job_id, "company": inp.company_slug, "endpoint": inp.endpoint})
-        interrupts: list[Callable[[], None]] = []
-        executed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        params = to_bind([ParamSpec.from_dict(p) for p in inp.param_specs], inp.params)
-        running = asyncio.ensure_future(self._blocking(
-            self.databases.run, inp.company_slug, inp.sql, params, inp.max_rows, interrupts.append))
+        query = self._take_over(inp)
+        running, executed_at = query.future, query.executed_at
         heartbeat = not activity.info().is_local
         step = min(1.0, inp.heartbeat_seconds / 3)
         try:
             while not running.done():
                 left = inp.deadline - time.time() if inp.deadline else step
                 if left <= 0:  # the sync timeout: stop DuckDB here, within milliseconds of the deadline
-                    await self._interrupt(interrupts, running)
+                    await self._interrupt(query)
                     return await self._failed(inp, executed_at, "ExecutionTimeout", "Execution timed out")
                 await asyncio.wait({running}, timeout=min(step, left))
                 if heartbeat:
                     activity.heartbeat()
             result = running.result()
         except asyncio.CancelledError:
-            await self._interrupt(interrupts, running)  # nothing keeps running after a cancel
+            await self._interrupt(query)  # nothing keeps running after a cancel
             raise
         except (QueryFailed, QueryInterrupted) as e:
             log.warning("job %s (%s): query failed: %s", inp.job_id, inp.endpoint, e)
@@ -102,12 +146,9 @@ class QueryActivities:
         return await while_unavailable(lambda: self._blocking(fn, *args), STORE_WAIT_SECONDS, activity.heartbeat)
 
     @staticmethod
-    async def _interrupt(interrupts: list[Callable[[], None]], running: asyncio.Future) -> None:
-        for interrupt in interrupts:
-            interrupt()
-        await asyncio.wait({running}, timeout=5)
-        if running.done() and not running.cancelled():
-            running.exception()  # QueryInterrupted, expected: retrieved so that asyncio does not report it
+    async def _interrupt(query: RunningQuery) -> None:
+        query.stop()
+        await asyncio.wait({query.future}, timeout=5)
 
     async def _failed(self, inp: QueryInput, executed_at: str, error_type: str, error: str) -> QueryOutput:
         await self._persist(inp, self._finish, inp, "failed", {"error": error})

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import admin, auth_endpoints, data_api, health, jobs_api, metrics, openapi
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
+from dataapi.handoff import sync_results
 from dataapi.settings import Settings, get_settings
 
 log = logging.getLogger("dataapi.api")
@@ -24,7 +25,7 @@ ROUTE_MODULES = [health, metrics, auth_endpoints, data_api, jobs_api, admin]
 async def _query_worker(ctx: AppContext) -> None:
     """Runs the API's own query worker on the API's client (eager start needs both in one process), once
     Temporal answers; until then, and if it ever stops, sync executions go through the worker processes."""
-    from worker import build_query_worker  # DuckDB comes in with it, only when this worker is wanted
+    from worker import build_query_worker, query_activities  # DuckDB comes in with it, only when wanted
 
     while True:
         try:
@@ -35,7 +36,9 @@ async def _query_worker(ctx: AppContext) -> None:
             continue
         try:
             log.info("embedded query worker polls %s", ctx.settings.task_queue_queries)
-            await build_query_worker(client, ctx.settings, in_api=True).run()  # a cancel shuts it down
+            acts = query_activities(ctx.settings)
+            with sync_results.prefetching(acts.start_query):  # sync requests start their query beside the start
+                await build_query_worker(client, ctx.settings, in_api=True, acts=acts).run()  # a cancel stops it
         except Exception:
             log.exception("embedded query worker stopped; restarting it in 5 s")
             await asyncio.sleep(5)

@@ -138,7 +138,8 @@ async def execute(request: Request) -> Response:
 
     # Eager: when this process hosts a query worker, the first workflow task comes back in the start response
     # and the query runs here, as a local activity that hands its stored outcome straight to this request.
-    handoff = sync_results.expect(inp.job_id)
+    # The query starts now, beside the workflow's start; the local activity takes it over.
+    handoff = sync_results.expect(inp.job_id, inp)
     timeout_error = ApiError(408, "EXECUTION_TIMEOUT",
                              f"Query exceeded the {ctx.settings.sync_timeout_seconds:g}s timeout (use async mode)")
     try:
@@ -146,6 +147,8 @@ async def execute(request: Request) -> Response:
     except BaseException:  # not started (Temporal unreachable, say): nothing to wait for
         sync_results.discard(inp.job_id)
         raise
+    if not getattr(handle, "__temporal_eagerly_started", False):
+        sync_results.stop_started(inp.job_id)  # the workflow task may go to another worker: no query here
     try:
         # The activity interrupts the query at the deadline; the grace second lets that failure arrive.
         out, document = await _outcome(handle, handoff, inp.deadline + 1.0)

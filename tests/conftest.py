@@ -168,8 +168,12 @@ def stack_app(stack_settings, temporal_env):
 
 @pytest.fixture
 async def stack(stack_app, stack_settings, temporal_env):
-    """The API app and a running in-process query worker."""
-    from worker import build_query_worker
+    """The API app and a running in-process query worker, on the app's client and starting the app's sync
+    queries as the API's embedded worker does (eager start, queries started beside the workflow's start)."""
+    from dataapi.handoff import sync_results
+    from worker import build_query_worker, query_activities
 
-    async with build_query_worker(temporal_env.client, stack_settings):
-        yield stack_app
+    acts = query_activities(stack_settings)
+    with sync_results.prefetching(acts.start_query):
+        async with build_query_worker(temporal_env.client, stack_settings, acts=acts):
+            yield stack_app
