@@ -27,7 +27,8 @@ from dataapi.params import ParamSpec, to_bind
 
 log = logging.getLogger("dataapi.activities.query")
 # An async query whose work is done waits this long (heartbeating) for an unreachable metadata store rather
-# than failing and running again; a sync one has its deadline and a caller waiting, so it does not wait.
+# than failing and running again; a sync one has its deadline and a caller waiting, and an async one's local
+# attempt leaves the wait to the regular activity, so neither waits.
 STORE_WAIT_SECONDS = 120.0
 
 
@@ -117,16 +118,20 @@ class QueryActivities:
         log_context.set({"job_id": inp.job_id, "company": inp.company_slug, "endpoint": inp.endpoint})
         query = self._take_over(inp)
         running, executed_at = query.future, query.executed_at
-        heartbeat = not activity.info().is_local
+        local = activity.info().is_local
+        # An async query's local attempt gives up at its budget; the regular activity then runs it.
+        give_up = time.time() + inp.local_budget_seconds if local and inp.mode == "async" else inp.deadline
         step = min(1.0, inp.heartbeat_seconds / 3)
         try:
             while not running.done():
-                left = inp.deadline - time.time() if inp.deadline else step
+                left = give_up - time.time() if give_up else step
                 if left <= 0:  # the sync timeout: stop DuckDB here, within milliseconds of the deadline
                     await self._interrupt(query)
+                    if inp.mode == "async":
+                        return QueryOutput(status="unfinished")  # nothing recorded: the job goes on
                     return await self._failed(inp, executed_at, "ExecutionTimeout", "Execution timed out")
                 await asyncio.wait({running}, timeout=min(step, left))
-                if heartbeat:
+                if not local:
                     activity.heartbeat()
             result = running.result()
         except asyncio.CancelledError:
@@ -141,7 +146,7 @@ class QueryActivities:
                                             truncated=result.truncated, executed_at=executed_at), document)
 
     async def _persist(self, inp: QueryInput, fn: Callable, *args):
-        if inp.mode == "sync":
+        if activity.info().is_local:  # a caller waits (sync), or the regular activity can do it (async)
             return await self._blocking(fn, *args)
         return await while_unavailable(lambda: self._blocking(fn, *args), STORE_WAIT_SECONDS, activity.heartbeat)
 

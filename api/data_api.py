@@ -99,6 +99,7 @@ def _prepare(ctx, claims, namespace: str, slug: str, body: dict) -> QueryInput:
             callback_task_queue=settings.task_queue_callbacks,
             callback_schedule_seconds=list(settings.callback_schedule_seconds),
             callback_jitter=settings.callback_jitter,
+            local_budget_seconds=settings.async_local_budget_seconds if mode == "async" else 0.0,
         )
         if mode == "async":
             store.create_job(conn, id=inp.job_id, company_id=inp.company_id, endpoint_id=inp.endpoint_id,

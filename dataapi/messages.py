@@ -29,11 +29,12 @@ class QueryInput:
     callback_task_queue: str = ""
     callback_schedule_seconds: list[float] = field(default_factory=list)
     callback_jitter: float = 0.1
+    local_budget_seconds: float = 0.0  # async: run first as a local activity that gives up after this long
 
 
 @dataclass
 class QueryOutput:
-    status: str  # completed | failed
+    status: str  # completed | failed | unfinished (a local attempt out of budget: nothing recorded)
     result_key: str | None = None
     row_count: int = 0
     truncated: bool = False

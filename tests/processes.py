@@ -39,10 +39,11 @@ DATAAPI = Path(sys.executable).parent / "dataapi"
 HOSTNAME = socket.gethostname()
 CSV = b"regiao,valor\nSul,10\nNorte,20\nSul,5\n"
 
-# Seconds of DuckDB work (about 1.9 s alone on a quiet 2-core machine, more when a few run at once), long enough
-# that several are seen running together; no parameters, one row back.
+# Seconds of DuckDB work (1.8 to 5 s alone on the quiet 2-core machines seen, more when a few run at once), long
+# enough that several are seen running together, and beyond the 1 s local attempt of an async query, so that it
+# goes on as a regular activity on a worker process; no parameters, one row back.
 HEAVY = {"namespace": "default", "slug": "pesado", "execution_mode": "async",
-         "sql": "SELECT count(*) AS n FROM range(18000) a, range(18000) b WHERE a.range * b.range = -1"}
+         "sql": "SELECT count(*) AS n FROM range(30000) a, range(30000) b WHERE a.range * b.range = -1"}
 SAMPLE = {"namespace": "default", "slug": "amostra", "execution_mode": "sync", "max_rows": 200,
           "sql": "SELECT id, regiao, produto, valor FROM vendas ORDER BY id"}
 SLEEPY = {"id": "dorme", "name": "Dorme", "runner": "python", "default_params": {"sleep": 2},

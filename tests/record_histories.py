@@ -28,6 +28,7 @@ from dataapi.models import Job
 from dataapi.settings import Settings
 from dataapi.temporal import SEARCH_ATTRIBUTES
 from tests.receiver import Receiver, Reply, make_pki
+from tests.test_async_path import SECOND_OF_WORK
 from tests.test_data_api import SLOW_SQL, Tenant, bearer, execute
 from tests.test_jobs_api import CSV, Org
 from worker import build_callback_worker, build_job_worker, build_query_worker
@@ -125,6 +126,31 @@ async def query_async_completed_callback(rec: Recording) -> str:
     return r.json()["job_id"]
 
 
+async def query_async_local_completed(rec: Recording) -> str:
+    """A short async query: done by its local attempt, no regular activity."""
+    tenant = rec.tenant()
+    token = await tenant.token()
+    r = await execute(rec.api, token, "default/relatorio-mensal", {"mes": "2026-03"}, callback_url=rec.hook)
+    assert r.status_code == 202, r.text
+    await rec.callback_of(token, r.json()["polling_url"])
+    return r.json()["job_id"]
+
+
+async def query_async_local_outran(rec: Recording) -> str:
+    """An async query longer than its local attempt's budget: stopped there, then run as a regular activity."""
+    tenant = rec.tenant()
+    tenant.endpoint(slug="segundo", sql=SECOND_OF_WORK, execution_mode="async")
+    token = await tenant.token()
+    settings = rec.ctx.settings
+    rec.ctx.settings = settings.model_copy(update={"async_local_budget_seconds": 0.2})
+    try:
+        r = await execute(rec.api, token, "default/segundo")
+    finally:
+        rec.ctx.settings = settings
+    assert r.status_code == 202, r.text
+    return r.json()["job_id"]
+
+
 async def query_async_cancelled(rec: Recording) -> str:
     tenant = rec.tenant()
     tenant.endpoint(slug="lento", sql=SLOW_SQL, execution_mode="async")
@@ -186,12 +212,14 @@ async def job_cancelled(rec: Recording) -> str:
 
 SCENARIOS: dict[str, Callable[[Recording], Awaitable[str]]] = {f.__name__: f for f in (
     query_sync_completed, query_sync_failed, query_sync_timed_out, query_async_completed_callback,
-    query_async_cancelled, callback_delivered_after_retries, callback_gone, job_completed, job_failed, job_cancelled,
+    query_async_cancelled, query_async_local_completed, query_async_local_outran, callback_delivered_after_retries,
+    callback_gone, job_completed, job_failed, job_cancelled,
 )}
 # How each recorded workflow ended: the replay test checks the fixtures still show these paths.
 CLOSED_AS = {
     "query_sync_completed": "COMPLETED", "query_sync_failed": "FAILED", "query_sync_timed_out": "FAILED",
     "query_async_completed_callback": "COMPLETED", "query_async_cancelled": "CANCELED",
+    "query_async_local_completed": "COMPLETED", "query_async_local_outran": "COMPLETED",
     "callback_delivered_after_retries": "COMPLETED", "callback_gone": "COMPLETED",
     "job_completed": "COMPLETED", "job_failed": "FAILED", "job_cancelled": "CANCELED",
 }

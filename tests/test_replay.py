@@ -53,6 +53,12 @@ def test_the_paths_are_the_interesting_ones():
     assert "START_CHILD_WORKFLOW_EXECUTION_INITIATED" in types("query_async_completed_callback")
     assert "START_CHILD_WORKFLOW_EXECUTION_INITIATED" in types("query_async_cancelled")
     assert "MARKER_RECORDED" in types("query_sync_completed")  # the sync query is a local activity
+    # Recorded before async queries tried a local activity first: still replayed on the regular activity alone.
+    assert "MARKER_RECORDED" not in types("query_async_completed_callback")
+    assert "MARKER_RECORDED" in types("query_async_local_completed")
+    assert "ACTIVITY_TASK_SCHEDULED" not in types("query_async_local_completed")
+    outran = types("query_async_local_outran")
+    assert outran.index("MARKER_RECORDED") < outran.index("ACTIVITY_TASK_SCHEDULED")
     assert types("callback_delivered_after_retries").count("ACTIVITY_TASK_SCHEDULED") == 2
     assert "TIMER_STARTED" in types("callback_delivered_after_retries")
     assert types("callback_gone").count("ACTIVITY_TASK_SCHEDULED") == 1

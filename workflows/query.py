@@ -1,7 +1,9 @@
 """One visualization-endpoint execution. The workflow id is the job id.
 
 Sync executions run the query as a local activity (no extra task-queue round trip; the API waits on the
-result); async ones as a regular activity that heartbeats, so a killed worker's query is retried on
+result). Async ones first try the same, within a budget (``local_budget_seconds``): a short query is done
+with about half of Temporal's work per job; one still running at the budget stops, records nothing, and runs
+as a regular activity that heartbeats, on the worker processes, so a killed worker's query is retried on
 another. Rows never enter the history: the activity stores them and returns a reference.
 """
 
@@ -12,7 +14,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ParentClosePolicy
 
@@ -26,6 +28,7 @@ _RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_inter
                      maximum_attempts=3)
 _FINISH = {"start_to_close_timeout": timedelta(seconds=30),
            "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)}
+_STORE_GRACE = timedelta(seconds=30)  # a local attempt's time to store its result after the query
 
 
 @workflow.defn(name="QueryWorkflow")
@@ -65,6 +68,11 @@ class QueryWorkflow:
                 return await workflow.execute_local_activity_method(
                     QueryActivities.run_query, inp, start_to_close_timeout=backstop,
                     schedule_to_close_timeout=backstop, retry_policy=_RETRY)
+            # No workflow.patched needed: inputs from before this field read 0 and replay the regular activity.
+            if inp.local_budget_seconds > 0:
+                out = await _local_attempt(inp)
+                if out.status != "unfinished":
+                    return out
             return await workflow.execute_activity_method(
                 QueryActivities.run_query, inp, start_to_close_timeout=timeout,
                 heartbeat_timeout=timedelta(seconds=inp.heartbeat_seconds), retry_policy=_RETRY)
@@ -81,6 +89,22 @@ class QueryWorkflow:
             await _record_failure(inp, error)
             return QueryOutput(status="failed", error=error,
                                error_type="ExecutionTimeout" if timed_out else "InternalError")
+
+
+async def _local_attempt(inp: QueryInput) -> QueryOutput:
+    """One try as a local activity; ``unfinished`` when the query outran its budget or the attempt failed for
+    any other reason than the query itself (the store unreachable, say): the regular activity then runs it."""
+    try:
+        return await workflow.execute_local_activity_method(
+            QueryActivities.run_query, inp,
+            start_to_close_timeout=timedelta(seconds=inp.local_budget_seconds) + _STORE_GRACE,
+            retry_policy=RetryPolicy(maximum_attempts=1))
+    except FailureError as e:  # a local activity's failure comes as the activity's error itself, not wrapped
+        if isinstance(e, CancelledError) or isinstance(e.cause, CancelledError):
+            raise
+        workflow.logger.info("local attempt of job %s failed, the regular activity runs it: %s", inp.job_id,
+                             e.cause or e)
+        return QueryOutput(status="unfinished")
 
 
 async def _record_failure(inp: QueryInput, error: str) -> None:
