@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,6 +38,7 @@ def query_activities(settings: Settings) -> QueryActivities:
         databases=CompanyDatabases(settings.resolved_data_dir, settings.query_memory_limit, settings.query_threads),
         artifacts=store_from_settings(settings),
         executor=ThreadPoolExecutor(max_workers=settings.query_workers + 2, thread_name_prefix="query"),
+        query_slots=settings.query_concurrency or (os.cpu_count() or 1) + 1,
     )
 
 

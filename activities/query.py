@@ -70,8 +70,8 @@ class RunningQuery:
         self._interrupts: list[Callable[[], None]] = []
         self._stopped = False
         params = to_bind([ParamSpec.from_dict(p) for p in inp.param_specs], inp.params)
-        self.future = asyncio.ensure_future(owner._blocking(
-            owner.databases.run, inp.company_slug, inp.sql, params, inp.max_rows, self._on_start))
+        self.future = asyncio.ensure_future(owner._run(inp.company_slug, inp.sql, params, inp.max_rows,
+                                                       self._on_start))
 
     def _on_start(self, interrupt: Callable[[], None]) -> None:
         with self._lock:
@@ -92,11 +92,18 @@ class RunningQuery:
 
 class QueryActivities:
     def __init__(self, engine: Engine, databases: CompanyDatabases, artifacts: ArtifactStore,
-                 executor: ThreadPoolExecutor):
+                 executor: ThreadPoolExecutor, query_slots: int):
         self.engine, self.databases, self.artifacts, self.executor = engine, databases, artifacts, executor
+        # At most this many DuckDB queries at once (their working memory), however they were started; the
+        # executor keeps threads beyond them for storing results.
+        self._slots = asyncio.Semaphore(query_slots)
 
     async def _blocking(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def _run(self, *args) -> QueryResult:
+        async with self._slots:
+            return await self._blocking(self.databases.run, *args)
 
     def start_query(self, inp: QueryInput) -> RunningQuery:
         """Starts the query now. The API calls this (through ``sync_results``) for a sync execution before

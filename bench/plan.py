@@ -22,7 +22,7 @@ class Plan:
     scenario_timeout: float  # seconds: a scenario that takes longer is abandoned (the run goes on)
 
 
-FULL = Plan(name="full", rows=1_000_000, warmup=3, rounds=3, point_requests=60, medium_requests=10,
+FULL = Plan(name="full", rows=1_000_000, warmup=3, rounds=3, point_requests=100, medium_requests=30,
             wide_requests=10, throughput_seconds=4.0, concurrency=16, async_jobs=1000, callback_jobs=20,
             upload_mb=(5, 50), scenario_timeout=300.0)
 QUICK = Plan(name="quick", rows=200_000, warmup=3, rounds=2, point_requests=25, medium_requests=8,

@@ -167,6 +167,9 @@ def build_rows(results: dict) -> list[Row]:
             rows.append(Row(label, f"point {p} c1 vs no-op eager workflow (ms)", _get(point, f"{p}_ms"),
                             f["sync_floor"][f"{p}_ms"]))
         done = a["completed_per_s"] if a and "error" not in a else None
+        if "async_local_floor_completed_per_s" in f:
+            rows.append(Row(label, f"async jobs/s vs no-op eager local-activity workflows/s ({f['async_floor_jobs']})",
+                            done, f["async_local_floor_completed_per_s"]))
         rows.append(Row(label, f"async jobs/s vs no-op remote-activity workflows/s ({f['async_floor_jobs']})", done,
                         f["async_floor_completed_per_s"]))
         if "sync_floor_completed_per_s" in f:

@@ -77,7 +77,10 @@ class Settings(BaseSettings):
     max_rows_cap: int = 100_000
     query_memory_limit: str = "1GB"
     query_threads: int = 2
-    query_workers: int = 8  # concurrent queries per worker process
+    query_workers: int = 8  # concurrent query activities per worker process
+    # DuckDB queries running at once per process (the others wait their turn): each holds its working memory,
+    # and past the cores they add memory, not throughput. 0: the CPU count + 1.
+    query_concurrency: int = Field(default=0, ge=0)
 
     # Callbacks (webhooks) of async jobs. Delays between attempts: immediately, 5 s, 5 min, 30 min, 2 h, 5 h,
     # 10 h, 14 h, 20 h, 24 h (about three days), each with +-jitter; Retry-After of a 429/503 replaces a delay.

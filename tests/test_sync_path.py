@@ -253,3 +253,29 @@ async def test_handoff_registry():
         kept = results._started["h"]
         results.discard("h")  # the request is over: a query not taken over is stopped
     assert kept.stopped and results._started == {} and not started[_SELECT_1.job_id].stopped
+
+
+async def test_duckdb_queries_wait_for_a_slot(tmp_path, stack_settings, monkeypatch):
+    """However they were started, at most ``query_concurrency`` queries of a process run in DuckDB at once."""
+    settings = stack_settings.model_copy(update={"var_dir": tmp_path / "var", "query_concurrency": 2})
+    acts = query_activities(settings)
+    running, most = 0, 0
+    lock = threading.Lock()
+    original = CompanyDatabases.run
+
+    def counted(self, *args, **kwargs):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.05)
+            return original(self, *args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(CompanyDatabases, "run", counted)
+    queries = [acts.start_query(_SELECT_1) for _ in range(6)]
+    results = await asyncio.wait_for(asyncio.gather(*(q.future for q in queries)), 30)
+    assert [r.row_count for r in results] == [1] * 6 and most == 2
