@@ -38,7 +38,7 @@ def query_activities(settings: Settings) -> QueryActivities:
         databases=CompanyDatabases(settings.resolved_data_dir, settings.query_memory_limit, settings.query_threads),
         artifacts=store_from_settings(settings),
         executor=ThreadPoolExecutor(max_workers=settings.query_workers + 2, thread_name_prefix="query"),
-        query_slots=settings.query_concurrency or (os.cpu_count() or 1) + 1,
+        query_slots=settings.query_concurrency or os.cpu_count() or 1,
     )
 
 

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     query_threads: int = 2
     query_workers: int = 8  # concurrent query activities per worker process
     # DuckDB queries running at once per process (the others wait their turn): each holds its working memory,
-    # and past the cores they add memory, not throughput. 0: the CPU count + 1.
+    # and past the cores they add memory, not throughput. 0: the CPU count.
     query_concurrency: int = Field(default=0, ge=0)
 
     # Callbacks (webhooks) of async jobs. Delays between attempts: immediately, 5 s, 5 min, 30 min, 2 h, 5 h,
