@@ -132,7 +132,7 @@ class QueryActivities:
         try:
             while not running.done():
                 left = give_up - time.time() if give_up else step
-                if left <= 0:  # the sync timeout: stop DuckDB here, within milliseconds of the deadline
+                if left <= 0:  # the sync timeout or the budget: stop DuckDB here, within milliseconds of it
                     await self._interrupt(query)
                     if inp.mode == "async":
                         return QueryOutput(status="unfinished")  # nothing recorded: the job goes on

@@ -8,12 +8,13 @@ workflow's history to tests/histories/<name>.json. Re-record after a deliberate,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -81,6 +82,16 @@ class Recording:
     def tenant(self) -> Tenant:
         return Tenant(self.app, self.api)
 
+    @contextlib.contextmanager
+    def settings(self, **update) -> Iterator[None]:
+        """The API's settings changed for the executions submitted inside."""
+        settings = self.ctx.settings
+        self.ctx.settings = settings.model_copy(update=update)
+        try:
+            yield
+        finally:
+            self.ctx.settings = settings
+
     @property
     def hook(self) -> str:
         return self.receiver.url("localhost")
@@ -107,33 +118,31 @@ async def query_sync_timed_out(rec: Recording) -> str:
     tenant = rec.tenant()
     tenant.endpoint(slug="lento", sql=SLOW_SQL)
     token = await tenant.token()
-    settings = rec.ctx.settings
-    rec.ctx.settings = settings.model_copy(update={"sync_timeout_seconds": 1.5})
-    try:
+    with rec.settings(sync_timeout_seconds=1.5):
         r = await execute(rec.api, token, "default/lento")
-    finally:
-        rec.ctx.settings = settings
     assert r.status_code == 408, r.text
     return rec.only_job(tenant)
 
 
-async def query_async_completed_callback(rec: Recording) -> str:
+async def _monthly_with_callback(rec: Recording, **settings) -> str:
     tenant = rec.tenant()
     token = await tenant.token()
-    r = await execute(rec.api, token, "default/relatorio-mensal", {"mes": "2026-03"}, callback_url=rec.hook)
+    with rec.settings(**settings):
+        r = await execute(rec.api, token, "default/relatorio-mensal", {"mes": "2026-03"}, callback_url=rec.hook)
     assert r.status_code == 202, r.text
     await rec.callback_of(token, r.json()["polling_url"])  # the child started and ended: no stray delivery later
     return r.json()["job_id"]
 
 
+async def query_async_completed_callback(rec: Recording) -> str:
+    """The regular activity alone: how every async query ran before the local attempt (and runs without a
+    budget)."""
+    return await _monthly_with_callback(rec, async_local_budget_seconds=0)
+
+
 async def query_async_local_completed(rec: Recording) -> str:
     """A short async query: done by its local attempt, no regular activity."""
-    tenant = rec.tenant()
-    token = await tenant.token()
-    r = await execute(rec.api, token, "default/relatorio-mensal", {"mes": "2026-03"}, callback_url=rec.hook)
-    assert r.status_code == 202, r.text
-    await rec.callback_of(token, r.json()["polling_url"])
-    return r.json()["job_id"]
+    return await _monthly_with_callback(rec)
 
 
 async def query_async_local_outran(rec: Recording) -> str:
@@ -141,12 +150,8 @@ async def query_async_local_outran(rec: Recording) -> str:
     tenant = rec.tenant()
     tenant.endpoint(slug="segundo", sql=SECOND_OF_WORK, execution_mode="async")
     token = await tenant.token()
-    settings = rec.ctx.settings
-    rec.ctx.settings = settings.model_copy(update={"async_local_budget_seconds": 0.2})
-    try:
+    with rec.settings(async_local_budget_seconds=0.2):
         r = await execute(rec.api, token, "default/segundo")
-    finally:
-        rec.ctx.settings = settings
     assert r.status_code == 202, r.text
     return r.json()["job_id"]
 
