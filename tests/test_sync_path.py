@@ -12,14 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.duck import CompanyDatabases, QueryInterrupted
-from activities.query import RunningQuery
+from activities.query import QueryActivities, RunningQuery
 from api.app import create_app
-from dataapi.db import make_engine
+from dataapi.db import make_engine, session_scope
 from dataapi.handoff import SyncResults, sync_results
 from dataapi.messages import QueryInput, QueryOutput
+from dataapi.models import Job
 from tests.test_data_api import SLOW_SQL, Tenant, execute
 from worker import build_query_worker, query_activities
 
@@ -279,3 +281,20 @@ async def test_duckdb_queries_wait_for_a_slot(tmp_path, stack_settings, monkeypa
     queries = [acts.start_query(_SELECT_1) for _ in range(6)]
     results = await asyncio.wait_for(asyncio.gather(*(q.future for q in queries)), 30)
     assert [r.row_count for r in results] == [1] * 6 and most == 2
+
+
+async def test_a_sync_query_that_cannot_store_is_recorded_failed(stack, monkeypatch):
+    """The local activity raises on every attempt (the artifact store is down): the caller gets the contract's
+    500, and the job is recorded as failed rather than left without a row."""
+    def unreachable(self, *args):
+        raise OSError("the artifact store is unreachable")
+
+    monkeypatch.setattr(QueryActivities, "_store", unreachable)
+    transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
+        tenant = Tenant(stack, api)
+        r = await execute(api, await tenant.token(), "default/vendas-por-regiao", {"data_inicio": "2024-01-01"})
+    assert r.status_code == 500 and r.json()["code"] == "INTERNAL_ERROR", r.text
+    with session_scope(stack.state.ctx.engine) as s:
+        [job] = s.exec(select(Job).where(Job.company_id == tenant.company_id)).all()
+    assert (job.status, job.error) == ("failed", "Internal error during query execution")

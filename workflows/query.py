@@ -79,12 +79,14 @@ class QueryWorkflow:
         except asyncio.CancelledError:
             await _record_failure(inp, "Execution cancelled")
             raise
-        except ActivityError as e:
-            if isinstance(e.cause, CancelledError):  # the workflow was cancelled while the query ran
+        except FailureError as e:
+            # A regular activity's failure comes wrapped in an ActivityError, a local activity's as itself.
+            cause = e.cause if isinstance(e, ActivityError) else e
+            if isinstance(cause, CancelledError):  # the workflow was cancelled while the query ran
                 await _record_failure(inp, "Execution cancelled")
                 raise asyncio.CancelledError() from e
-            workflow.logger.warning("query of job %s failed: %s", inp.job_id, e.cause or e)
-            timed_out = isinstance(e.cause, ActivityTimeout)
+            workflow.logger.warning("query of job %s failed: %s", inp.job_id, cause)
+            timed_out = isinstance(cause, ActivityTimeout)
             error = "Execution timed out" if timed_out else "Internal error during query execution"
             await _record_failure(inp, error)
             return QueryOutput(status="failed", error=error,
