@@ -48,8 +48,9 @@ def build_query_worker(client: Client, settings: Settings, in_api: bool = False,
 
     ``in_api``: the worker the API process hosts so that sync executions start eagerly (their first workflow
     task and the query, a local activity, run in the process that waits for them). It takes no remote
-    activities, so async queries always run on the worker processes. ``acts``: its activities, when the caller
-    also lets the API start queries through them (``sync_results.prefetching``)."""
+    activities: an async query runs there only as its local attempt (``async_local_budget_seconds``), then on
+    the worker processes. ``acts``: its activities, when the caller also lets the API start queries through
+    them (``sync_results.prefetching``)."""
     acts = acts or query_activities(settings)
     return Worker(
         client, task_queue=settings.task_queue_queries, workflows=[QueryWorkflow],

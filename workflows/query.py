@@ -80,8 +80,7 @@ class QueryWorkflow:
             await _record_failure(inp, "Execution cancelled")
             raise
         except FailureError as e:
-            # A regular activity's failure comes wrapped in an ActivityError, a local activity's as itself.
-            cause = e.cause if isinstance(e, ActivityError) else e
+            cause = _cause(e)
             if isinstance(cause, CancelledError):  # the workflow was cancelled while the query ran
                 await _record_failure(inp, "Execution cancelled")
                 raise asyncio.CancelledError() from e
@@ -101,12 +100,18 @@ async def _local_attempt(inp: QueryInput) -> QueryOutput:
             QueryActivities.run_query, inp,
             start_to_close_timeout=timedelta(seconds=inp.local_budget_seconds) + _STORE_GRACE,
             retry_policy=RetryPolicy(maximum_attempts=1))
-    except FailureError as e:  # a local activity's failure comes as the activity's error itself, not wrapped
-        if isinstance(e, CancelledError) or isinstance(e.cause, CancelledError):
+    except FailureError as e:
+        if isinstance(_cause(e), CancelledError):
             raise
         workflow.logger.info("local attempt of job %s failed, the regular activity runs it: %s", inp.job_id,
-                             e.cause or e)
+                             _cause(e))
         return QueryOutput(status="unfinished")
+
+
+def _cause(e: FailureError) -> BaseException | None:
+    """What went wrong: a regular activity's failure comes wrapped in an ActivityError, a local activity's as
+    the activity's error itself."""
+    return e.cause if isinstance(e, ActivityError) else e
 
 
 async def _record_failure(inp: QueryInput, error: str) -> None:
