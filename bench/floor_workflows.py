@@ -1,4 +1,4 @@
-"""No-op workflows for the floor comparison (imported by the workflow sandbox: nothing heavy here)."""
+"""No-op workflows for the floor comparison, run like our QueryWorkflow (unsandboxed)."""
 
 from __future__ import annotations
 
