@@ -17,7 +17,7 @@ from activities.callbacks import CallbackActivities
 from activities.duck import CompanyDatabases
 from activities.jobs import JobActivities
 from activities.query import QueryActivities
-from dataapi import temporal
+from dataapi import heap, temporal
 from dataapi.artifacts import store_from_settings
 from dataapi.callbacks import SecretBox
 from dataapi.db import make_engine
@@ -108,4 +108,5 @@ async def run_worker(settings: Settings, queues: tuple[str, ...] = QUEUES) -> No
         for w in workers:
             await stack.enter_async_context(w)
         log.info("worker polling %s on %s", ", ".join(queues), settings.temporal_address)
+        heap.settle()
         await stop.wait()

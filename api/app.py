@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import admin, auth_endpoints, data_api, health, jobs_api, metrics, openapi
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
+from dataapi import heap
 from dataapi.handoff import sync_results
 from dataapi.settings import Settings, get_settings
 
@@ -22,7 +23,7 @@ log = logging.getLogger("dataapi.api")
 ROUTE_MODULES = [health, metrics, auth_endpoints, data_api, jobs_api, admin]
 
 
-async def _query_worker(ctx: AppContext) -> None:
+async def _query_worker(ctx: AppContext, settle_heap: bool) -> None:
     """Runs the API's own query worker on the API's client (eager start needs both in one process), once
     Temporal answers; until then, and if it ever stops, sync executions go through the worker processes."""
     from worker import build_query_worker, query_activities  # DuckDB comes in with it, only when wanted
@@ -37,21 +38,29 @@ async def _query_worker(ctx: AppContext) -> None:
         try:
             log.info("embedded query worker polls %s", ctx.settings.task_queue_queries)
             acts = query_activities(ctx.settings)
+            query_worker = build_query_worker(client, ctx.settings, in_api=True, acts=acts)
+            if settle_heap:
+                heap.settle()  # the worker's modules and DuckDB are loaded now
             with sync_results.prefetching(acts.start_query):  # sync requests start their query beside the start
-                await build_query_worker(client, ctx.settings, in_api=True, acts=acts).run()  # a cancel stops it
+                await query_worker.run()  # a cancel stops it
         except Exception:
             log.exception("embedded query worker stopped; restarting it in 5 s")
             await asyncio.sleep(5)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None,
-               client: Client | None = None) -> Starlette:
+               client: Client | None = None, settle_heap: bool = False) -> Starlette:
+    """``settle_heap``: the process serves this app alone (``dataapi api``), so what its startup made can be set
+    aside from full garbage collections once it has started (``dataapi.heap``); not for tests, whose process
+    makes many apps."""
     settings = settings or get_settings()
     ctx = AppContext.build(settings, engine, client)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette):
-        embedded = asyncio.create_task(_query_worker(ctx)) if settings.api_query_worker else None
+        embedded = asyncio.create_task(_query_worker(ctx, settle_heap)) if settings.api_query_worker else None
+        if embedded is None and settle_heap:
+            heap.settle()
         yield
         if embedded is not None:
             embedded.cancel()

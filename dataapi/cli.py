@@ -43,9 +43,9 @@ def cmd_api(args, settings: Settings) -> None:
     from dataapi.logs import configure
 
     configure(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
-                log_config=None, access_log=False, proxy_headers=settings.trust_forwarded_for,
-                timeout_keep_alive=settings.api_keep_alive_seconds)
+    uvicorn.run(create_app(settings, settle_heap=True), host=args.host or settings.api_host,
+                port=args.port or settings.api_port, log_config=None, access_log=False,
+                proxy_headers=settings.trust_forwarded_for, timeout_keep_alive=settings.api_keep_alive_seconds)
 
 
 def cmd_worker(args, settings: Settings) -> None:

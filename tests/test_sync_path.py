@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -81,9 +82,11 @@ async def served(app):
 async def test_lifespan_runs_the_embedded_worker_and_sync_calls_start_eagerly(stack_settings, eager_starts,
                                                                              temporal_env, duckdb_runs, adopted):
     """No client given: the app connects its own (lazily at first), and its lifespan starts the query worker on
-    a connected client. No other worker polls this task queue, so every answer comes from the embedded one."""
+    a connected client. No other worker polls this task queue, so every answer comes from the embedded one.
+    Served as ``dataapi api`` serves it: once the worker is built, the heap is set aside (dataapi.heap)."""
     engine = make_engine(stack_settings.resolved_database_url)
-    app = create_app(stack_settings, engine)
+    app = create_app(stack_settings, engine, settle_heap=True)
+    gc.unfreeze()
     try:
         async with served(app) as api:
             tenant = Tenant(app, api)
@@ -103,6 +106,7 @@ async def test_lifespan_runs_the_embedded_worker_and_sync_calls_start_eagerly(st
             assert adopted == [True] * 3 and len(duckdb_runs) == 3, (adopted, duckdb_runs)
             assert eager_starts and all(eager_starts), eager_starts
             assert sync_results._waiting == {} and sync_results._started == {}  # nothing left behind
+            assert gc.get_freeze_count() > 0  # settled before the worker ran (its answers above)
             # The workflow is there for the operator, closed and completed.
             async for wf in temporal_env.client.list_workflows(
                     f"TaskQueue = '{stack_settings.task_queue_queries}'"):
@@ -114,6 +118,7 @@ async def test_lifespan_runs_the_embedded_worker_and_sync_calls_start_eagerly(st
                 else:
                     pytest.fail(f"workflow {wf.id} did not complete")
     finally:
+        gc.unfreeze()
         engine.dispose()
 
 
