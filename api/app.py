@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     routes = [r for m in ROUTE_MODULES for r in m.routes] + openapi.routes
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.metrics = metrics.Metrics(ctx.engine)
-    app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics, routes=routes)
+    app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     app.state.ctx = ctx
     app.state.openapi = openapi.build_document(ROUTE_MODULES)
     return app

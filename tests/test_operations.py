@@ -25,11 +25,16 @@ async def test_api_metrics_count_requests_by_route_and_jobs_by_state(stack):
         token = await tenant.token()
         accepted = (await execute(api, token, "default/relatorio-mensal", {"mes": "2026-02"})).json()
         await wait_job(api, token, accepted["polling_url"])
+        assert (await api.get(f"/api/v1/nowhere/{accepted['job_id']}")).status_code == 404
+        wrong_method = (await api.delete("/api/v1/data-api/default/relatorio-mensal/execute")).status_code
         r = await api.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
     route = "/api/v1/data-api/{namespace}/{slug}/jobs/{job_id}"
     assert f'dataapi_http_request_duration_seconds_count{{method="GET",route="{route}",status="200"}}' in text
+    assert 'route="/api/v1/data-api/{namespace}/{slug}/execute",status="202"' in text
+    assert f'route="/api/v1/data-api/{{namespace}}/{{slug}}/execute",status="{wrong_method}"' in text
+    assert 'method="GET",route="unmatched",status="404"' in text
     assert accepted["job_id"] not in text  # routes are templates, never raw paths
     assert 'dataapi_jobs{kind="query",status="completed"}' in text
 
