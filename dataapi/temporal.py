@@ -12,6 +12,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from dataapi.converter import DATA_CONVERTER
 from dataapi.settings import Settings
 
 # No PII: slugs and ids only.
@@ -59,7 +60,8 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy, tls=tls_config(settings),
-        api_key=settings.temporal_api_key, runtime=runtime)
+        api_key=settings.temporal_api_key, runtime=runtime,
+        data_converter=DATA_CONVERTER)
 
 
 async def setup(client: Client, namespace: str) -> list[str]:

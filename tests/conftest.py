@@ -128,12 +128,14 @@ def login(client):
 async def temporal_env():
     from temporalio.testing import WorkflowEnvironment
 
+    from dataapi.converter import DATA_CONVERTER
     from dataapi.dev import temporal_binary
     from dataapi.temporal import SEARCH_ATTRIBUTES
 
+    # The project's converter, as every client of ours has (dataapi.temporal.connect).
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error")
+        dev_server_log_level="error", data_converter=DATA_CONVERTER)
     yield env
     await env.shutdown()
 
