@@ -1,6 +1,6 @@
 """Temporal's payload converter with a shorter path for the messages every sync call converts.
 
-A sync execution converts its ``QueryInput`` five times (the start, the workflow's activation, the local
+A sync execution converts its ``QueryInput`` four times (the start, the workflow's activation, the local
 activity's schedule and its execution) and its ``QueryOutput`` three. Temporal's JSON converter encodes a
 dataclass through ``json.dumps`` with ``dataclasses.asdict``, and decodes one through ``value_to_type``, which
 calls ``typing.get_type_hints`` and walks every field's hint on each call. Here those messages are written by

@@ -60,8 +60,7 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy, tls=tls_config(settings),
-        api_key=settings.temporal_api_key, runtime=runtime,
-        data_converter=DATA_CONVERTER)
+        api_key=settings.temporal_api_key, runtime=runtime, data_converter=DATA_CONVERTER)
 
 
 async def setup(client: Client, namespace: str) -> list[str]:
