@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, or_, update
+from sqlalchemy import Connection, bindparam, insert, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
@@ -108,6 +108,7 @@ _RULES_OF_USER_OR_KEY = _RULES_FOR.where(or_(_SHARES.c.user_id == bindparam("use
 _JOB_INSERT = {name: dialect.insert(_JOBS).on_conflict_do_nothing(index_elements=["id"]).returning(_JOBS.c.id)
                for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 _JOB_COLUMNS = frozenset(_JOBS.c.keys())  # bound values name no column by themselves: a typo would be dropped
+_JOB_CREATE = insert(_JOBS)  # values bound at execution: no statement built (and cache-keyed) per job
 _JOB_FINISH = update(_JOBS).where(_JOBS.c.id == bindparam("finished_id"), _JOBS.c.status == "processing")
 
 
@@ -259,7 +260,11 @@ def _merge_rule(a: dict | None, b: dict) -> dict:
 
 def create_job(conn: Connection, **fields) -> None:
     """Inserts a job row (``processing``, created now unless given)."""
-    conn.execute(_JOBS.insert().values(**{"status": "processing", "created_at": utcnow(), **fields}))
+    values = {"status": "processing", "created_at": utcnow(), **fields}
+    unknown = values.keys() - _JOB_COLUMNS
+    if unknown:
+        raise ValueError(f"not a job column: {sorted(unknown)}")
+    conn.execute(_JOB_CREATE, values)
 
 
 def job_body(job: Job, result: bytes | None) -> dict:

@@ -122,13 +122,15 @@ def test_finish_job_without_insert_ignores_a_missing_row(store, tenant):
     assert _job(store, job_id) is None
 
 
-def test_finish_job_refuses_a_field_that_is_no_column(store, tenant):
+def test_job_writes_refuse_a_field_that_is_no_column(store, tenant):
     """Values are bound to a prebuilt statement, where a misspelt field would otherwise be dropped unseen."""
     job_id = secrets.token_hex(12)
     with pytest.raises(ValueError, match="result_keys"), store.begin() as conn:
         finish_job(conn, job_id, status="completed", insert=_insert(tenant), result_keys="k")
     with pytest.raises(ValueError, match="endpoint"), store.begin() as conn:
         finish_job(conn, job_id, status="completed", insert={**_insert(tenant), "endpoint": 1})
+    with pytest.raises(ValueError, match="parameter"), store.begin() as conn:
+        create_job(conn, id=job_id, **{**_insert(tenant, "async"), "parameter": "{}"})
     assert _job(store, job_id) is None
 
 
