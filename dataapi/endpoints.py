@@ -261,10 +261,15 @@ def _merge_rule(a: dict | None, b: dict) -> dict:
 def create_job(conn: Connection, **fields) -> None:
     """Inserts a job row (``processing``, created now unless given)."""
     values = {"status": "processing", "created_at": utcnow(), **fields}
-    unknown = values.keys() - _JOB_COLUMNS
+    _check_job_columns(values.keys())
+    conn.execute(_JOB_CREATE, values)
+
+
+def _check_job_columns(names) -> None:
+    """Values bound to the prebuilt job statements must name columns: a misspelt one would be dropped unseen."""
+    unknown = set(names) - _JOB_COLUMNS
     if unknown:
         raise ValueError(f"not a job column: {sorted(unknown)}")
-    conn.execute(_JOB_CREATE, values)
 
 
 def job_body(job: Job, result: bytes | None) -> dict:
@@ -290,9 +295,7 @@ def finish_job(conn: Connection, job_id: str, *, status: str, insert: dict | Non
     INSERT that does nothing on a conflict, then the guarded UPDATE only if the row was there. (RETURNING says
     whether a row went in: psycopg's rowcount for ON CONFLICT DO NOTHING is -1.)"""
     values = {"status": status, "completed_at": utcnow(), **fields}
-    unknown = (values.keys() | (insert or {}).keys()) - _JOB_COLUMNS
-    if unknown:
-        raise ValueError(f"not a job column: {sorted(unknown)}")
+    _check_job_columns(values.keys() | (insert or {}).keys())
     if insert is not None:
         statement = _JOB_INSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
         created = conn.execute(statement, {"id": job_id, "created_at": values["completed_at"], **insert,
