@@ -57,9 +57,9 @@ def build_query_worker(client: Client, settings: Settings, in_api: bool = False,
         activities=[acts.run_query, acts.finish_failed],
         max_concurrent_activities=settings.query_workers, max_concurrent_local_activities=settings.query_workers,
         no_remote_activities=in_api, workflow_runner=temporal.QUERY_WORKFLOW_RUNNER,
-        # In the API process, QueryWorkflow's activations (our code, unsandboxed, never blocking: it only awaits
-        # local activities) run on the event loop instead of a thread each: three thread hand-offs less per
-        # sync call. This gives up the SDK's 2 s deadlock detection there (docs/performance.md).
+        # In the API process, QueryWorkflow's activations (our code, unsandboxed, never blocking: it awaits only
+        # local activities and a child's start) run on the event loop instead of a thread each: three thread
+        # hand-offs less per sync call. This gives up the SDK's 2 s deadlock detection there (docs/performance.md).
         debug_mode=in_api,
     )
 
