@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -370,5 +372,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The ``dataapi`` console script and ``python -m dataapi.cli``: ``main``, then, in a process that made a
+    Temporal client, an exit that skips the interpreter's teardown once output and logs are flushed. The SDK's
+    Rust threads outlive the event loop and can call into Python while it finalizes, which aborts the process
+    ("Fatal Python error: PyGILState_Release", temporalio/sdk-python#300; seen here on ``temporal setup``,
+    the migrate step of a deployment), turning a command that succeeded into a failed one."""
+    code = main()
+    temporal = sys.modules.get("dataapi.temporal")
+    if temporal is not None and temporal.connected():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

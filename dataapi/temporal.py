@@ -57,7 +57,17 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     return TLSConfig(server_root_ca_cert=ca, client_cert=cert, client_private_key=key)
 
 
+_connected = False
+
+
+def connected() -> bool:
+    """Whether this process has made a Temporal client: the SDK's Rust threads then live until it exits."""
+    return _connected
+
+
 async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None) -> Client:
+    global _connected
+    _connected = True
     return await Client.connect(
         settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy, tls=tls_config(settings),
         api_key=settings.temporal_api_key, runtime=runtime, data_converter=DATA_CONVERTER)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -97,3 +101,14 @@ async def test_temporal_setup_registers_search_attributes_on_a_bare_cluster():
         listed = await env.client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace))
     assert {k.name for k in temporal.SEARCH_ATTRIBUTES} <= set(listed.custom_attributes)
+
+
+async def test_the_console_script_keeps_its_output_and_status_after_using_temporal(temporal_env, tmp_path):
+    """``dataapi temporal setup`` exits without the interpreter's teardown (dataapi.cli.run): what it printed
+    to a pipe (block-buffered) still arrives, and its status is the command's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAAPI_") and k != "PYTHONUNBUFFERED"}
+    env.update(DATAAPI_VAR_DIR=str(tmp_path),
+               DATAAPI_TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host)
+    done = await asyncio.to_thread(subprocess.run, [str(Path(sys.executable).parent / "dataapi"), "temporal", "setup"],
+                                   env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "search attributes already registered\n", "")
