@@ -1,6 +1,7 @@
-"""Load generation from the harness process: httpx.AsyncClient (HTTP/1.1, keep-alive), latency at
-concurrency 1 over N requests and throughput at concurrency C over a fixed duration, in alternating rounds
-(A B C, B C A, ...) so that drift of the machine affects every side alike."""
+"""Load generation from the harness process: latency at concurrency 1 over N requests and throughput at
+concurrency C over a fixed duration, in alternating rounds (A B C, B C A, ...) so that drift of the machine
+affects every side alike. Timed requests go through ``bench.wire`` (prebuilt HTTP/1.1 requests on keep-alive
+connections, tens of microseconds of harness CPU each); httpx sends the untimed ones (answer checks, sizes)."""
 
 from __future__ import annotations
 
@@ -11,42 +12,58 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bench import wire
 from bench.queries import NAMESPACE
 
 Call = Callable[[httpx.AsyncClient, str, dict], Awaitable[httpx.Response]]
+Raw = Callable[[str, dict], bytes]
 
 
 @dataclass
 class Target:
-    """One side of a comparison: ``call(client, query, params)`` sends one request."""
+    """One side of a comparison: ``call(client, query, params)`` sends one request with httpx; ``raw(query,
+    params)`` builds the same request as bytes for ``bench.wire``, to ``base``."""
 
     name: str
     call: Call
+    raw: Raw
+    base: str
     sent: int = 0  # requests answered, whatever their status
 
 
 def ours(base: str, token: str) -> Target:
     headers = {"Authorization": f"Bearer {token}"}
 
-    async def call(client: httpx.AsyncClient, query: str, params: dict) -> httpx.Response:
-        return await client.post(f"{base}/api/v1/data-api/{NAMESPACE}/{query}/execute",
-                                 json={"parameter_values": params}, headers=headers)
+    def url(query: str) -> str:
+        return f"{base}/api/v1/data-api/{NAMESPACE}/{query}/execute"
 
-    return Target("ours", call)
+    async def call(client: httpx.AsyncClient, query: str, params: dict) -> httpx.Response:
+        return await client.post(url(query), json={"parameter_values": params}, headers=headers)
+
+    def raw(query: str, params: dict) -> bytes:
+        return wire.request_bytes("POST", url(query), headers=headers, json_body={"parameter_values": params})
+
+    return Target("ours", call, raw, base)
 
 
 def bare(base: str) -> Target:
     async def call(client: httpx.AsyncClient, query: str, params: dict) -> httpx.Response:
         return await client.post(f"{base}/query/{query}", json={"parameter_values": params})
 
-    return Target("bare", call)
+    def raw(query: str, params: dict) -> bytes:
+        return wire.request_bytes("POST", f"{base}/query/{query}", json_body={"parameter_values": params})
+
+    return Target("bare", call, raw, base)
 
 
 def datasette(base: str) -> Target:
     async def call(client: httpx.AsyncClient, query: str, params: dict) -> httpx.Response:
         return await client.get(f"{base}/bench/{query}.json", params={**params, "_shape": "objects"})
 
-    return Target("datasette", call)
+    def raw(query: str, params: dict) -> bytes:
+        return wire.request_bytes("GET", f"{base}/bench/{query}.json", query={**params, "_shape": "objects"})
+
+    return Target("datasette", call, raw, base)
 
 
 def rows_of(response: httpx.Response) -> list[dict]:
@@ -79,13 +96,14 @@ class RequestFailed(Exception):
     pass
 
 
-async def _one(client: httpx.AsyncClient, target: Target, query: str, params: dict) -> float:
+async def _one(conn: wire.Connection, target: Target, query: str, raw: bytes) -> float:
+    """Seconds from sending ``raw`` to the last byte of a 200 response."""
     started = time.perf_counter()
-    response = await target.call(client, query, params)
+    reply = await conn.send(raw)
     elapsed = time.perf_counter() - started
     target.sent += 1
-    if response.status_code != 200:
-        raise RequestFailed(f"{target.name} {query}: HTTP {response.status_code} {response.text[:200]}")
+    if reply.status != 200:
+        raise RequestFailed(f"{target.name} {query}: HTTP {reply.status} {reply.body[:200]!r}")
     return elapsed
 
 
@@ -93,22 +111,32 @@ def _rotations(targets: list[Target], rounds: int) -> list[list[Target]]:
     return [targets[r % len(targets):] + targets[:r % len(targets)] for r in range(rounds)]
 
 
-async def warm_up(client: httpx.AsyncClient, targets: list[Target], query: str, params: list[dict]) -> None:
+async def warm_up(targets: list[Target], query: str, params: list[dict]) -> None:
     for target in targets:
-        for p in params:
-            await _one(client, target, query, p)
+        conn = wire.Connection.to(target.base)
+        try:
+            for p in params:
+                await _one(conn, target, query, target.raw(query, p))
+        finally:
+            conn.close()
 
 
-async def latency_rounds(client: httpx.AsyncClient, targets: list[Target], query: str, params: list[dict],
-                         rounds: int, per_round: int) -> dict[str, dict]:
+async def latency_rounds(targets: list[Target], query: str, params: list[dict], rounds: int,
+                         per_round: int) -> dict[str, dict]:
     """Concurrency 1: ``rounds`` alternating rounds of ``per_round`` sequential requests per target; every
-    target gets the same parameter values in the same order."""
+    target gets the same parameter values in the same order, on a connection opened before the round."""
     samples: dict[str, list[float]] = {t.name: [] for t in targets}
     for r, order in enumerate(_rotations(targets, rounds)):
         chunk = params[r * per_round:(r + 1) * per_round]
         for target in order:
-            for p in chunk:
-                samples[target.name].append(await _one(client, target, query, p))
+            requests = [target.raw(query, p) for p in chunk]
+            conn = wire.Connection.to(target.base)
+            await conn.open()
+            try:
+                for raw in requests:
+                    samples[target.name].append(await _one(conn, target, query, raw))
+            finally:
+                conn.close()
     return {name: latency_stats(s) for name, s in samples.items()}
 
 
@@ -120,51 +148,66 @@ class _Window:
     last: float = 0.0  # when the last request started in the window finished
     errors: int = 0
     first_error: str | None = None
+    harness_cpu: float = 0.0  # CPU seconds the harness process spent over the window
 
     @property
     def elapsed(self) -> float:
         return max(self.last, self.ends_at) - self.started
 
 
-async def _saturate(client: httpx.AsyncClient, target: Target, query: str, params: list[dict], concurrency: int,
+async def _saturate(target: Target, query: str, requests: list[bytes], concurrency: int,
                     seconds: float) -> _Window:
-    """``concurrency`` closed-loop clients start requests for ``seconds``; every request started in the window
-    counts, over the time until the last of them finished (so short windows are not biased by slow requests)."""
+    """``concurrency`` closed-loop clients, each on its own connection (opened before the window), start
+    requests for ``seconds``; every request started in the window counts, over the time until the last of them
+    finished (so short windows are not biased by slow requests)."""
+    conns = [wire.Connection.to(target.base) for _ in range(concurrency)]
+    await asyncio.gather(*(c.open() for c in conns))
+    counter = iter(range(10**9))
+    cpu = time.process_time()
     now = time.perf_counter()
     window = _Window(now, now + seconds)
-    counter = iter(range(10**9))
 
-    async def worker() -> None:
+    async def worker(conn: wire.Connection) -> None:
         while time.perf_counter() < window.ends_at:
-            p = params[next(counter) % len(params)]
+            raw = requests[next(counter) % len(requests)]
             try:
-                window.done.append(await _one(client, target, query, p))
-            except (RequestFailed, httpx.HTTPError) as e:
+                window.done.append(await _one(conn, target, query, raw))
+            except (RequestFailed, OSError, wire.WireError) as e:
                 window.errors += 1
                 window.first_error = window.first_error or str(e) or type(e).__name__
                 await asyncio.sleep(0.05)
             window.last = time.perf_counter()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    try:
+        await asyncio.gather(*(worker(c) for c in conns))
+    finally:
+        window.harness_cpu = time.process_time() - cpu
+        for c in conns:
+            c.close()
     return window
 
 
-async def throughput_rounds(client: httpx.AsyncClient, targets: list[Target], query: str, params: list[dict],
-                            rounds: int, concurrency: int, seconds: float) -> dict[str, dict]:
+async def throughput_rounds(targets: list[Target], query: str, params: list[dict], rounds: int, concurrency: int,
+                            seconds: float) -> dict[str, dict]:
     """Concurrency ``concurrency`` for ``seconds`` per target and round, alternating; req/s is the successful
-    requests (HTTP 200) over the rounds' time, each round from its start until its last request finished."""
+    requests (HTTP 200) over the rounds' time, each round from its start until its last request finished.
+    ``harness_cpu_ms_per_request``: what the load generator itself cost the shared CPUs per answer."""
     done: dict[str, list[float]] = {t.name: [] for t in targets}
     elapsed: dict[str, float] = dict.fromkeys(done, 0.0)
     errors: dict[str, int] = dict.fromkeys(done, 0)
     first_error: dict[str, str | None] = dict.fromkeys(done)
+    harness_cpu: dict[str, float] = dict.fromkeys(done, 0.0)
+    requests = {t.name: [t.raw(query, p) for p in params] for t in targets}
     for order in _rotations(targets, rounds):
         for target in order:
-            w = await _saturate(client, target, query, params, concurrency, seconds)
+            w = await _saturate(target, query, requests[target.name], concurrency, seconds)
             done[target.name] += w.done
             elapsed[target.name] += w.elapsed
             errors[target.name] += w.errors
             first_error[target.name] = first_error[target.name] or w.first_error
+            harness_cpu[target.name] += w.harness_cpu
     return {name: {"concurrency": concurrency, "seconds": _r(elapsed[name]), "requests": len(d),
                    "req_per_s": _r(len(d) / elapsed[name], 1), "errors": errors[name],
-                   "first_error": first_error[name], "latency_under_load": latency_stats(d)}
+                   "first_error": first_error[name], "latency_under_load": latency_stats(d),
+                   "harness_cpu_ms_per_request": _r(harness_cpu[name] * 1000 / max(len(d), 1), 3)}
             for name, d in done.items()}

@@ -97,6 +97,10 @@ def build_rows(results: dict) -> list[Row]:
             if side in load and "ours" in load:
                 c = _get(q, query, "throughput", "ours", "concurrency")
                 rows.append(Row(label, f"{query} CPU ms per request c{c}", load["ours"]["total"], load[side]["total"]))
+                harness = {k: _get(q, query, "throughput", k, "harness_cpu_ms_per_request") for k in ("ours", side)}
+                if None not in harness.values():  # the load generator shares the CPUs with both sides
+                    rows.append(Row(label, f"  {query} load generator's CPU ms per request c{c}", harness["ours"],
+                                    harness[side]))
         if side in cpu and "ours" in cpu:
             o = cpu["ours"]
             rows.append(Row(label, "CPU ms per request (all queries)", o["total"], cpu[side]["total"]))

@@ -71,15 +71,15 @@ async def queries(ctx: Context, baselines: list[str]) -> dict:
         for query, per_round in (("point", plan.point_requests), ("medium", plan.medium_requests)):
             params = parameter_values(query, plan.rows, max(plan.rounds * per_round, 200))
             rows = await _same_answers(ctx, targets, query, params[0])
-            await load.warm_up(ctx.client, targets, query, params[-plan.warmup:])
+            await load.warm_up(targets, query, params[-plan.warmup:])
             ctx.log(f"  {query}: {rows} row(s); latency at concurrency 1, {plan.rounds} rounds x {per_round}")
             since = datetime.now(UTC)
-            latency = await load.latency_rounds(ctx.client, targets, query, params, plan.rounds, per_round)
+            latency = await load.latency_rounds(targets, query, params, plan.rounds, per_round)
             phases = await histories.sync_phases(ctx.stack.settings, f"{NAMESPACE}/{query}", since, datetime.now(UTC))
             ctx.log(f"  {query}: throughput at concurrency {plan.concurrency}, "
                     f"{plan.rounds} rounds x {plan.throughput_seconds:g} s per side")
             cpu_before = _cpu(ctx.stack.pids)
-            throughput = await load.throughput_rounds(ctx.client, targets, query, params, plan.rounds,
+            throughput = await load.throughput_rounds(targets, query, params, plan.rounds,
                                                       plan.concurrency, plan.throughput_seconds)
             cpu = _cpu_per_answer(cpu_before, _cpu(ctx.stack.pids), throughput)
             out[query] = {"rows": rows, "latency": latency, "throughput": throughput, "ours_workflow_phases": phases,
@@ -128,10 +128,10 @@ async def wide(ctx: Context) -> dict:
     if rows != WIDE_ROWS:
         raise AssertionError(f"wide returned {rows} rows, not {WIDE_ROWS}")
     with ctx.monitor() as c1:
-        await load.warm_up(ctx.client, targets, "wide", params[-2:])
-        latency = await load.latency_rounds(ctx.client, targets, "wide", params, plan.rounds, plan.wide_requests)
+        await load.warm_up(targets, "wide", params[-2:])
+        latency = await load.latency_rounds(targets, "wide", params, plan.rounds, plan.wide_requests)
     with ctx.monitor() as c16:
-        throughput = await load.throughput_rounds(ctx.client, targets, "wide", params, 1, plan.concurrency,
+        throughput = await load.throughput_rounds(targets, "wide", params, 1, plan.concurrency,
                                                   plan.throughput_seconds)
     sizes = {t.name: len((await t.call(ctx.client, "wide", params[1])).content) for t in targets}
     return {"rows": rows, "response_bytes": sizes, "latency": latency, "throughput": throughput,
