@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench import data, histories, load
+from bench import data, histories, load, wire
 from bench.load import Target
 from bench.plan import Plan
 from bench.procs import ProcessMonitor, cpu_seconds
@@ -187,20 +187,31 @@ async def async_jobs(ctx: Context) -> dict:
     n, concurrency = ctx.plan.async_jobs, ctx.plan.concurrency
     params = parameter_values("point-async", ctx.plan.rows, n)
     submitted: dict[str, float] = {}
-    pending = iter(params)
+    url = f"{ctx.stack.api}/api/v1/data-api/{NAMESPACE}/point-async/execute"
+    pending = iter([wire.request_bytes("POST", url, headers=ctx.auth, json_body={"parameter_values": p})
+                    for p in params])  # built before the clock starts, sent through the lean client
 
-    async def submitter() -> None:
-        for p in pending:
+    async def submitter(conn: wire.Connection) -> None:
+        for raw in pending:
             at = time.time()
-            submitted[(await _submit(ctx, "point-async", p))["job_id"]] = at
+            reply = await conn.send(raw)
+            if reply.status != 202:
+                raise load.RequestFailed(f"point-async: HTTP {reply.status} {reply.body[:300]!r}")
+            submitted[reply.json()["job_id"]] = at
 
     warm = (await _submit(ctx, "point-async", params[0]))["job_id"]
     await _until_finished(ctx, [warm], 30)
+    conns = [wire.Connection.to(ctx.stack.api) for _ in range(concurrency)]
+    await asyncio.gather(*(c.open() for c in conns))
     with ctx.monitor() as procs:
         started = time.time()
-        async with asyncio.TaskGroup() as group:  # one failure cancels the other submitters (no stray load)
-            for _ in range(concurrency):
-                group.create_task(submitter())
+        try:
+            async with asyncio.TaskGroup() as group:  # one failure cancels the other submitters (no stray load)
+                for conn in conns:
+                    group.create_task(submitter(conn))
+        finally:
+            for conn in conns:
+                conn.close()
         submit_seconds = time.time() - started
         ctx.log(f"  {n} submissions in {submit_seconds:.1f} s; waiting for completion")
         jobs = await _until_finished(ctx, list(submitted), ctx.plan.scenario_timeout)
