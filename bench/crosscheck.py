@@ -25,7 +25,7 @@ import httpx
 
 from bench import load
 from bench.procs import Processes
-from bench.queries import NAMESPACE, parameter_values
+from bench.queries import parameter_values
 from bench.stack import start_stack
 
 _LUA = """
@@ -57,10 +57,8 @@ def _wrk(work: Path, url: str, body: dict, token: str | None, concurrency: int, 
     return {"req_per_s": n / duration, "p50_ms": p50, "errors": errors}
 
 
-def _url(stack, side: str, query: str) -> str:
-    if side == "ours":
-        return f"{stack.api}/api/v1/data-api/{NAMESPACE}/{query}/execute"
-    return f"{stack.bare}/query/{query}"
+async def _harness16(target: load.Target, query: str, params: list[dict], seconds: float) -> dict:
+    return (await load.throughput_rounds([target], query, params, 1, 16, seconds))[target.name]
 
 
 async def _run(stack, work: Path, rows: int, rounds: int, seconds: float) -> dict:
@@ -77,16 +75,15 @@ async def _run(stack, work: Path, rows: int, rounds: int, seconds: float) -> dic
         errors = 0
         for r in range(rounds):
             for side in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
+                url, body = targets[side].url(query), {"parameter_values": params[0]}
                 token_or_none = token if side == "ours" else None
                 if r % 4 < 2:  # which tool goes first alternates too
-                    w16 = _wrk(work, _url(stack, side, query), {"parameter_values": params[0]}, token_or_none, 16,
-                               seconds)
-                    h16 = (await load.throughput_rounds([targets[side]], query, params, 1, 16, seconds))[side]
+                    w16 = _wrk(work, url, body, token_or_none, 16, seconds)
+                    h16 = await _harness16(targets[side], query, params, seconds)
                 else:
-                    h16 = (await load.throughput_rounds([targets[side]], query, params, 1, 16, seconds))[side]
-                    w16 = _wrk(work, _url(stack, side, query), {"parameter_values": params[0]}, token_or_none, 16,
-                               seconds)
-                w1 = _wrk(work, _url(stack, side, query), {"parameter_values": params[0]}, token_or_none, 1, seconds)
+                    h16 = await _harness16(targets[side], query, params, seconds)
+                    w16 = _wrk(work, url, body, token_or_none, 16, seconds)
+                w1 = _wrk(work, url, body, token_or_none, 1, seconds)
                 n1 = 100 if query == "point" else 30
                 h1 = (await load.latency_rounds([targets[side]], query, params, 1, n1))[side]
                 errors += w16["errors"] + w1["errors"] + h16["errors"]

@@ -22,12 +22,13 @@ Raw = Callable[[str, dict], bytes]
 @dataclass
 class Target:
     """One side of a comparison: ``call(client, query, params)`` sends one request with httpx; ``raw(query,
-    params)`` builds the same request as bytes for ``bench.wire``, to ``base``."""
+    params)`` builds the same request as bytes for ``bench.wire``, to ``base``; ``url(query)`` is where it goes."""
 
     name: str
     call: Call
     raw: Raw
     base: str
+    url: Callable[[str], str]
     sent: int = 0  # requests answered, whatever their status
 
 
@@ -43,27 +44,33 @@ def ours(base: str, token: str) -> Target:
     def raw(query: str, params: dict) -> bytes:
         return wire.request_bytes("POST", url(query), headers=headers, json_body={"parameter_values": params})
 
-    return Target("ours", call, raw, base)
+    return Target("ours", call, raw, base, url)
 
 
 def bare(base: str) -> Target:
+    def url(query: str) -> str:
+        return f"{base}/query/{query}"
+
     async def call(client: httpx.AsyncClient, query: str, params: dict) -> httpx.Response:
-        return await client.post(f"{base}/query/{query}", json={"parameter_values": params})
+        return await client.post(url(query), json={"parameter_values": params})
 
     def raw(query: str, params: dict) -> bytes:
-        return wire.request_bytes("POST", f"{base}/query/{query}", json_body={"parameter_values": params})
+        return wire.request_bytes("POST", url(query), json_body={"parameter_values": params})
 
-    return Target("bare", call, raw, base)
+    return Target("bare", call, raw, base, url)
 
 
 def datasette(base: str) -> Target:
+    def url(query: str) -> str:
+        return f"{base}/bench/{query}.json"
+
     async def call(client: httpx.AsyncClient, query: str, params: dict) -> httpx.Response:
-        return await client.get(f"{base}/bench/{query}.json", params={**params, "_shape": "objects"})
+        return await client.get(url(query), params={**params, "_shape": "objects"})
 
     def raw(query: str, params: dict) -> bytes:
-        return wire.request_bytes("GET", f"{base}/bench/{query}.json", query={**params, "_shape": "objects"})
+        return wire.request_bytes("GET", url(query), query={**params, "_shape": "objects"})
 
-    return Target("datasette", call, raw, base)
+    return Target("datasette", call, raw, base, url)
 
 
 def rows_of(response: httpx.Response) -> list[dict]:

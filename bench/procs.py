@@ -171,11 +171,9 @@ class ProcessMonitor:
         if self._thread.is_alive():
             self._thread.join()
         for name, pid in self.pids.items():
-            self.peak[name] = max(self.peak[name], rss_mb(pid) or 0.0)
-        for name, pid in self.pids.items():
-            hwm = _status_kb(pid, "VmHWM")
-            if self._exact[name] and hwm is not None:
-                self.peak[name] = max(self.peak[name], hwm / 1024)
+            hwm = _status_kb(pid, "VmHWM") if self._exact[name] else None
+            last = hwm / 1024 if hwm is not None else rss_mb(pid) or 0.0  # a sampled process: one last sample
+            self.peak[name] = max(self.peak[name], last)
             self.cpu[name] += cpu_seconds(pid) or 0.0
 
     def report(self) -> dict:

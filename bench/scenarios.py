@@ -187,9 +187,8 @@ async def async_jobs(ctx: Context) -> dict:
     n, concurrency = ctx.plan.async_jobs, ctx.plan.concurrency
     params = parameter_values("point-async", ctx.plan.rows, n)
     submitted: dict[str, float] = {}
-    url = f"{ctx.stack.api}/api/v1/data-api/{NAMESPACE}/point-async/execute"
-    pending = iter([wire.request_bytes("POST", url, headers=ctx.auth, json_body={"parameter_values": p})
-                    for p in params])  # built before the clock starts, sent through the lean client
+    ours = ctx.targets("ours")[0]
+    pending = iter([ours.raw("point-async", p) for p in params])  # built before the clock starts
 
     async def submitter(conn: wire.Connection) -> None:
         for raw in pending:
