@@ -5,14 +5,25 @@ Starlette's thread pool, the same SQL and the same JSON shape as our sync endpoi
 row_count, truncated}); no authentication, no store, no Temporal. Decimals leave DuckDB as DOUBLE, as in our
 worker, so neither side pays for Python Decimal objects.
 
+With ``--temporal ADDRESS``, the same handler made durable with the least Temporal allows: every request
+starts a workflow eagerly (``BareQuery``), whose one local activity runs the same ``Queries.run`` on a worker in
+this process and hands the answer to the request, as our sync path does; the workflow id is the request's. No
+auth, store, search attributes or execution timeout. What ours is compared with there is what Temporal's
+minimum costs beside DuckDB on the same cores, so the difference is our own code.
+
     python -m bench.bare --db copy.duckdb --queries queries.json --port 8000 [--threads 2]
+        [--temporal 127.0.0.1:7233 --namespace default]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import duckdb
@@ -23,6 +34,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from bench.floor_workflows import BareQuery
 
 _CONVERT = {"integer": int, "date": date.fromisoformat, "string": str}
 
@@ -62,20 +78,61 @@ class Queries:
         return sql, names, columns
 
 
-def create_app(queries: Queries) -> Starlette:
+def create_app(queries: Queries, temporal: tuple[str, str] | None = None) -> Starlette:
+    """``temporal``: (address, namespace) to run every query in a workflow there (the module's docstring)."""
+    durable: dict = {}
+
     async def execute(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in queries.queries:
             return Response(b'{"error":"no such query"}', 404, media_type="application/json")
         body = orjson.loads(await request.body() or b"{}")
-        content = await run_in_threadpool(queries.run, name, body.get("parameter_values") or {})
+        values = body.get("parameter_values") or {}
+        if not durable:
+            content = await run_in_threadpool(queries.run, name, values)
+        else:
+            workflow_id = uuid.uuid4().hex
+            durable["handoff"][workflow_id] = handed = asyncio.get_running_loop().create_future()
+            try:
+                await durable["client"].start_workflow(BareQuery.run, [name, values], id=workflow_id,
+                                                       task_queue=durable["queue"], request_eager_start=True)
+                content = await asyncio.wait_for(handed, 70)
+            finally:
+                durable["handoff"].pop(workflow_id, None)
         return Response(content, media_type="application/json")
 
     async def health(_request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        if temporal is None:
+            yield
+            return
+        loop, handoff = asyncio.get_running_loop(), {}
+
+        @activity.defn(name="bare_query")
+        def bare_query(inp: list) -> int:
+            content = queries.run(*inp)
+            waiting = handoff.get(activity.info().workflow_id)
+            if waiting is not None:
+                loop.call_soon_threadsafe(lambda: waiting.done() or waiting.set_result(content))
+            return len(content)
+
+        client = await Client.connect(temporal[0], namespace=temporal[1])
+        queue = f"bare-{uuid.uuid4().hex[:8]}"
+        # As many queries at once as the plain handler's thread pool runs (anyio's default, 40); like our API's
+        # embedded worker: unsandboxed, activations on the event loop.
+        with ThreadPoolExecutor(max_workers=40, thread_name_prefix="bare") as executor:
+            async with Worker(client, task_queue=queue, workflows=[BareQuery], activities=[bare_query],
+                              activity_executor=executor, max_concurrent_local_activities=40,
+                              workflow_runner=UnsandboxedWorkflowRunner(), debug_mode=True):
+                durable.update(client=client, queue=queue, handoff=handoff)
+                yield
+                durable.clear()
+
     return Starlette(routes=[Route("/query/{name}", execute, methods=["POST"]),
-                             Route("/healthz", health, methods=["GET"])])
+                             Route("/healthz", health, methods=["GET"])], lifespan=lifespan)
 
 
 def main() -> None:
@@ -85,12 +142,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads (as DATAAPI_QUERY_THREADS)")
     parser.add_argument("--memory-limit", default="1GB", help="as DATAAPI_QUERY_MEMORY_LIMIT")
+    parser.add_argument("--temporal", metavar="ADDRESS", help="run every query in a workflow on this Temporal")
+    parser.add_argument("--namespace", default="default", help="with --temporal")
     args = parser.parse_args()
     with open(args.queries, encoding="utf-8") as f:
         queries = json.load(f)
     con = duckdb.connect(args.db, read_only=True,
                          config={"threads": args.threads, "memory_limit": args.memory_limit})
-    uvicorn.run(create_app(Queries(con, queries)), host="127.0.0.1", port=args.port, log_level="warning",
+    temporal = (args.temporal, args.namespace) if args.temporal else None
+    uvicorn.run(create_app(Queries(con, queries), temporal), host="127.0.0.1", port=args.port, log_level="warning",
                 access_log=False)
 
 

@@ -33,6 +33,8 @@ from bench.stack import start_stack
 
 SCENARIOS = {
     "sync": "1. sync execute vs a bare Starlette + DuckDB handler (point and medium queries)",
+    "durable": "1b. the same vs that handler made durable with Temporal's least (one eager workflow, one local "
+               "activity per request): what Temporal alone costs beside DuckDB",
     "datasette": "2. sync execute vs a Datasette canned query over the same rows in SQLite",
     "async": "3. async jobs: completed jobs/s and submit-to-completed latency",
     "wide": "4. a 10,000-row result: response time, API and worker RSS",
@@ -41,6 +43,7 @@ SCENARIOS = {
     "floor": "7. Temporal alone on the same dev server: no-op workflows of our two shapes (what nobody can beat)",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
+BASELINES = (("bare", "sync"), ("durable", "durable"), ("datasette", "datasette"))  # (side, its comparison)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -98,7 +101,7 @@ async def _run_scenarios(plan: Plan, only: list[str], stack, procs: Processes) -
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         token = await _login(client, stack.api, stack.tenant.login_body())
         ctx = scenarios.Context(plan, stack, client, token, log)
-        baselines = [b for b, name in (("bare", "sync"), ("datasette", "datasette")) if name in only]
+        baselines = [b for b, name in BASELINES if name in only]
         jobs = {
             "queries": (bool(baselines), lambda: scenarios.queries(ctx, baselines)),
             "async": ("async" in only, lambda: scenarios.async_jobs(ctx)),
@@ -138,8 +141,7 @@ def _measure(args, plan: Plan, work: Path) -> dict:
     started = time.monotonic()
     results = {"meta": _meta(plan, args.only)}
     try:
-        baselines = {b for b, name in (("bare", "sync"), ("bare", "wide"), ("datasette", "datasette"))
-                     if name in args.only}
+        baselines = {b for b, name in (*BASELINES, ("bare", "wide")) if name in args.only}
         stack = start_stack(work, procs, plan.rows, baselines, log)
         log(f"stack ready in {time.monotonic() - started:.1f} s")
         results["scenarios"] = asyncio.run(_run_scenarios(plan, args.only, stack, procs))

@@ -38,3 +38,14 @@ class FloorRemote:
     async def run(self, x: int) -> int:
         return await workflow.execute_activity(noop, x, start_to_close_timeout=timedelta(seconds=30),
                                                heartbeat_timeout=timedelta(seconds=10))
+
+
+@workflow.defn(name="BareQuery")
+class BareQuery:
+    """The bare handler made durable with Temporal's least (``bench/bare.py --temporal``): an eagerly started
+    workflow whose one local activity runs the bare handler's query and hands the answer to the request
+    in-process, as our sync path does. No auth, store, search attributes or timeouts beyond the activity's."""
+
+    @workflow.run
+    async def run(self, inp: list) -> int:
+        return await workflow.execute_local_activity("bare_query", inp, start_to_close_timeout=timedelta(seconds=70))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bench import wire
+from bench.procs import cpu_seconds
 from bench.queries import NAMESPACE
 
 Call = Callable[[httpx.AsyncClient, str, dict], Awaitable[httpx.Response]]
@@ -47,7 +48,9 @@ def ours(base: str, token: str) -> Target:
     return Target("ours", call, raw, base, url)
 
 
-def bare(base: str) -> Target:
+def bare(base: str, name: str = "bare") -> Target:
+    """The bare handler (``bench/bare.py``), or under ``name`` "durable" the same on Temporal."""
+
     def url(query: str) -> str:
         return f"{base}/query/{query}"
 
@@ -57,7 +60,7 @@ def bare(base: str) -> Target:
     def raw(query: str, params: dict) -> bytes:
         return wire.request_bytes("POST", url(query), json_body={"parameter_values": params})
 
-    return Target("bare", call, raw, base, url)
+    return Target(name, call, raw, base, url)
 
 
 def datasette(base: str) -> Target:
@@ -128,22 +131,65 @@ async def warm_up(targets: list[Target], query: str, params: list[dict]) -> None
             conn.close()
 
 
+class CpuLedger:
+    """CPU seconds of every process of the run, summed over each side's own windows. The sides alternate, so a
+    process that serves two sides (the Temporal server, for ours and "durable") is charged to the one whose
+    requests it served while its window ran. ``None`` pids: nothing is read."""
+
+    def __init__(self, pids: dict[str, int] | None):
+        self.pids = pids or {}
+        self.spent: dict[str, dict[str, float]] = {}  # side -> process -> CPU seconds in that side's windows
+        self.answered: dict[str, int] = {}  # side -> requests answered (HTTP 200) in its windows
+
+    def _now(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
+
+    def start(self) -> dict[str, float]:
+        return self._now()
+
+    def charge(self, side: str, started: dict[str, float], answered: int) -> None:
+        spent = self.spent.setdefault(side, dict.fromkeys(self.pids, 0.0))
+        for name, value in self._now().items():
+            spent[name] += value - started[name]
+        self.answered[side] = self.answered.get(side, 0) + answered
+
+    def add(self, other: CpuLedger) -> None:
+        for side, spent in other.spent.items():
+            mine = self.spent.setdefault(side, dict.fromkeys(spent, 0.0))
+            for name, value in spent.items():
+                mine[name] += value
+            self.answered[side] = self.answered.get(side, 0) + other.answered[side]
+
+    def per_answer_ms(self, processes: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+        """{side: {process: CPU ms per answered request, ..., "total": ...}} over the processes
+        ``processes[side]`` serves it with (by default the process named as the side)."""
+        out = {}
+        for side, spent in self.spent.items():
+            n = max(self.answered[side], 1)
+            per = {name: round(spent.get(name, 0.0) * 1000 / n, 2) for name in processes.get(side, (side,))}
+            out[side] = {"requests": self.answered[side], **per, "total": round(sum(per.values()), 2)}
+        return out
+
+
 async def latency_rounds(targets: list[Target], query: str, params: list[dict], rounds: int,
-                         per_round: int) -> dict[str, dict]:
+                         per_round: int, ledger: CpuLedger | None = None) -> dict[str, dict]:
     """Concurrency 1: ``rounds`` alternating rounds of ``per_round`` sequential requests per target; every
     target gets the same parameter values in the same order, on a connection opened before the round."""
     samples: dict[str, list[float]] = {t.name: [] for t in targets}
+    ledger = ledger or CpuLedger(None)
     for r, order in enumerate(_rotations(targets, rounds)):
         chunk = params[r * per_round:(r + 1) * per_round]
         for target in order:
             requests = [target.raw(query, p) for p in chunk]
             conn = wire.Connection.to(target.base)
             await conn.open()
+            cpu, before = ledger.start(), len(samples[target.name])
             try:
                 for raw in requests:
                     samples[target.name].append(await _one(conn, target, query, raw))
             finally:
                 conn.close()
+                ledger.charge(target.name, cpu, len(samples[target.name]) - before)
     return {name: latency_stats(s) for name, s in samples.items()}
 
 
@@ -195,19 +241,23 @@ async def _saturate(target: Target, query: str, requests: list[bytes], concurren
 
 
 async def throughput_rounds(targets: list[Target], query: str, params: list[dict], rounds: int, concurrency: int,
-                            seconds: float) -> dict[str, dict]:
+                            seconds: float, ledger: CpuLedger | None = None) -> dict[str, dict]:
     """Concurrency ``concurrency`` for ``seconds`` per target and round, alternating; req/s is the successful
     requests (HTTP 200) over the rounds' time, each round from its start until its last request finished.
-    ``harness_cpu_ms_per_request``: what the load generator itself cost the shared CPUs per answer."""
+    ``harness_cpu_ms_per_request``: what the load generator itself cost the shared CPUs per answer; ``ledger``
+    gets every process's CPU over each side's windows."""
     done: dict[str, list[float]] = {t.name: [] for t in targets}
     elapsed: dict[str, float] = dict.fromkeys(done, 0.0)
     errors: dict[str, int] = dict.fromkeys(done, 0)
     first_error: dict[str, str | None] = dict.fromkeys(done)
     harness_cpu: dict[str, float] = dict.fromkeys(done, 0.0)
     requests = {t.name: [t.raw(query, p) for p in params] for t in targets}
+    ledger = ledger or CpuLedger(None)
     for order in _rotations(targets, rounds):
         for target in order:
+            cpu = ledger.start()
             w = await _saturate(target, query, requests[target.name], concurrency, seconds)
+            ledger.charge(target.name, cpu, len(w.done))
             done[target.name] += w.done
             elapsed[target.name] += w.elapsed
             errors[target.name] += w.errors

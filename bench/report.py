@@ -90,7 +90,8 @@ def build_rows(results: dict) -> list[Row]:
     rows: list[Row] = []
     q = s.get("queries") or {}
     cpu = q.get("cpu_ms_per_request") or {}
-    for side, label in (("bare", "1 sync vs bare"), ("datasette", "2 sync vs Datasette")):
+    for side, label in (("bare", "1 sync vs bare"), ("durable", "1b sync vs durable bare"),
+                        ("datasette", "2 sync vs Datasette")):
         rows += _query_rows(q, side, label)
         for query in ("point", "medium"):
             load = _get(q, query, "cpu_ms_per_request_under_load") or {}
@@ -108,6 +109,10 @@ def build_rows(results: dict) -> list[Row]:
                 rows.append(Row(label, f"  ours = API {o['api']} + worker {o['worker']} + Temporal {o['temporal']}",
                                 None))
                 rows += _phase_rows(q, label)
+            if side == "durable":
+                d = cpu["durable"]
+                rows.append(Row(label, f"  durable = handler {d['durable']} + Temporal {d['temporal']}", None))
+                rows += _durable_rows(q, label)
 
     a = s.get("async")
     if a and "error" not in a:
@@ -185,6 +190,21 @@ def build_rows(results: dict) -> list[Row]:
     return rows
 
 
+def _durable_rows(q: dict, label: str) -> list[Row]:
+    """The durable bare handler against the plain one: what Temporal's least costs on these cores, measured
+    (ours cannot do better than it at the same durability). ours/bare beside durable/bare."""
+    rows = []
+    for query, metric, key in (("point", "p50 c1 (ms)", "latency"), ("medium", "req/s c16", "throughput")):
+        field = "p50_ms" if key == "latency" else "req_per_s"
+        o, d, b = (_get(q, query, key, side, field) for side in ("ours", "durable", "bare"))
+        if d is not None and b:
+            rows.append(Row(label, f"{query} {metric}: durable vs bare", d, b))
+            if o is not None:
+                rows.append(Row(label, f"{query} {metric}: ours/bare vs durable/bare", round(o / b, 3),
+                                round(d / b, 3)))
+    return rows
+
+
 def _ceiling_rows(q: dict, floor_cpu: float, cpus: int, label: str) -> list[Row]:
     """When the bare handler keeps the CPUs busy (throughput bound by CPU), ours needs at least its CPU per
     request plus Temporal's own per workflow, so ours/bare req/s can reach at most bare / (bare + floor) here.
@@ -236,7 +256,7 @@ def write_json(results: dict, path: Path) -> None:
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
 
 
-COLORS = {"ours": "#1f77b4", "bare": "#7f7f7f", "datasette": "#ff7f0e"}
+COLORS = {"ours": "#1f77b4", "bare": "#7f7f7f", "durable": "#2ca02c", "datasette": "#ff7f0e"}
 
 
 def plot(results: dict, path: Path) -> None:

@@ -15,7 +15,7 @@ import httpx
 from bench import data, histories, load, wire
 from bench.load import Target
 from bench.plan import Plan
-from bench.procs import ProcessMonitor, cpu_seconds
+from bench.procs import ProcessMonitor
 from bench.queries import NAMESPACE, WIDE_ROWS, parameter_values
 from bench.receiver import Receiver
 from bench.stack import Stack
@@ -34,8 +34,9 @@ class Context:
         return {"Authorization": f"Bearer {self.token}"}
 
     def targets(self, *names: str) -> list[Target]:
-        made = {"ours": lambda: load.ours(self.stack.api, self.token),
-                "bare": lambda: load.bare(self.stack.bare), "datasette": lambda: load.datasette(self.stack.datasette)}
+        made = {"ours": lambda: load.ours(self.stack.api, self.token), "bare": lambda: load.bare(self.stack.bare),
+                "durable": lambda: load.bare(self.stack.durable, "durable"),
+                "datasette": lambda: load.datasette(self.stack.datasette)}
         return [made[n]() for n in names]
 
     def monitor(self) -> ProcessMonitor:
@@ -65,8 +66,10 @@ async def _same_answers(ctx: Context, targets: list[Target], query: str, params:
 # --- 1 and 2: sync execute vs the bare handler and vs Datasette -----------------------------------------------
 
 async def queries(ctx: Context, baselines: list[str]) -> dict:
+    """``baselines``: some of "bare", "durable" (the bare handler on Temporal) and "datasette"."""
     plan, out = ctx.plan, {}
     targets = ctx.targets("ours", *baselines)
+    everything = load.CpuLedger(ctx.stack.pids)  # every measured window of both queries
     with ctx.monitor() as procs:
         for query, per_round in (("point", plan.point_requests), ("medium", plan.medium_requests)):
             params = parameter_values(query, plan.rows, max(plan.rounds * per_round, 200))
@@ -74,48 +77,24 @@ async def queries(ctx: Context, baselines: list[str]) -> dict:
             await load.warm_up(targets, query, params[-plan.warmup:])
             ctx.log(f"  {query}: {rows} row(s); latency at concurrency 1, {plan.rounds} rounds x {per_round}")
             since = datetime.now(UTC)
-            latency = await load.latency_rounds(targets, query, params, plan.rounds, per_round)
+            latency = await load.latency_rounds(targets, query, params, plan.rounds, per_round, everything)
             phases = await histories.sync_phases(ctx.stack.settings, f"{NAMESPACE}/{query}", since, datetime.now(UTC))
             ctx.log(f"  {query}: throughput at concurrency {plan.concurrency}, "
                     f"{plan.rounds} rounds x {plan.throughput_seconds:g} s per side")
-            cpu_before = _cpu(ctx.stack.pids)
+            under_load = load.CpuLedger(ctx.stack.pids)
             throughput = await load.throughput_rounds(targets, query, params, plan.rounds,
-                                                      plan.concurrency, plan.throughput_seconds)
-            cpu = _cpu_per_answer(cpu_before, _cpu(ctx.stack.pids), throughput)
+                                                      plan.concurrency, plan.throughput_seconds, under_load)
+            everything.add(under_load)
             out[query] = {"rows": rows, "latency": latency, "throughput": throughput, "ours_workflow_phases": phases,
-                          "cpu_ms_per_request_under_load": cpu}
+                          "cpu_ms_per_request_under_load": under_load.per_answer_ms(SIDE_PROCESSES)}
     out["processes"] = procs.report()
-    out["cpu_ms_per_request"] = _cpu_per_request(out["processes"], targets)
+    out["cpu_ms_per_request"] = everything.per_answer_ms(SIDE_PROCESSES)
     return out
 
 
-OURS = ("api", "worker", "temporal")  # the processes that serve our side
-
-
-def _cpu(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
-
-
-def _cpu_per_answer(before: dict[str, float], after: dict[str, float], throughput: dict) -> dict:
-    """CPU milliseconds per answered request of each side over its throughput rounds (the sides alternate, but
-    their processes are disjoint, so each process's CPU is its own side's). On a CPU-bound machine the ratio
-    of these totals is what bounds the ratio of throughputs."""
-    out = {}
-    for side, t in throughput.items():
-        names = OURS if side == "ours" else (side,)
-        per = {n: round((after[n] - before[n]) * 1000 / max(t["requests"], 1), 2) for n in names}
-        out[side] = {**per, "total": round(sum(per.values()), 2)}
-    return out
-
-
-def _cpu_per_request(processes: dict, targets: list[Target]) -> dict:
-    """CPU milliseconds each side's processes spent per request it answered (warm-up and drain included)."""
-    out = {}
-    for t in targets:
-        names = OURS if t.name == "ours" else (t.name,)
-        per = {n: round(processes[n]["cpu_s"] * 1000 / max(t.sent, 1), 2) for n in names}
-        out[t.name] = {"requests": t.sent, **per, "total": round(sum(per.values()), 2)}
-    return out
+# The processes that serve each side. The Temporal server serves ours and "durable"; their CPU is told apart by
+# the windows it was spent in (load.CpuLedger).
+SIDE_PROCESSES = {"ours": ("api", "worker", "temporal"), "durable": ("durable", "temporal")}
 
 
 # --- 4: a 10,000-row result ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ class Stack:
     pids: dict[str, int]  # api, worker, temporal (and the baselines)
     ca_bundle: Path
     work: Path
+    durable: str | None = None  # the bare handler on Temporal (bench/bare.py --temporal)
 
 
 def _env(settings: Settings, ca_bundle: Path) -> dict:
@@ -55,7 +56,7 @@ def _datasette_metadata(path: Path) -> Path:
 
 
 def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], log=print) -> Stack:
-    """``baselines``: a subset of {"bare", "datasette"}. Everything started is registered in ``procs``."""
+    """``baselines``: a subset of {"bare", "datasette", "durable"}. Everything started is registered in ``procs``."""
     settings = Settings(var_dir=work / "var", api_port=free_port(), temporal_address=f"127.0.0.1:{free_port()}",
                         temporal_ui_port=free_port(), upload_max_bytes=512 << 20,
                         auth_max_failures=1_000_000, access_token_ttl_seconds=7200)  # one login for the run
@@ -74,17 +75,25 @@ def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], lo
     api_url = f"http://127.0.0.1:{settings.api_port}"
     pids = {"api": api.pid, "worker": worker.pid, "temporal": temporal.pid}
 
-    bare_url = datasette_url = None
-    if "bare" in baselines:
-        db = shutil.copyfile(tenant.duckdb_file, work / "bare.duckdb")  # DuckDB locks a file per process
+    bare_url = datasette_url = durable_url = None
+    for side in ("bare", "durable"):
+        if side not in baselines:
+            continue
+        db = shutil.copyfile(tenant.duckdb_file, work / f"{side}.duckdb")  # DuckDB locks a file per process
         queries = work / "bare-queries.json"
         queries.write_text(json.dumps(BARE))
         port = free_port()
-        bare = procs.start("bare", [sys.executable, "-m", "bench.bare", "--db", str(db), "--queries", str(queries),
-                                    "--port", str(port), "--threads", str(settings.query_threads),
-                                    "--memory-limit", settings.query_memory_limit], env,
+        durable = ["--temporal", settings.temporal_address, "--namespace", settings.temporal_namespace]
+        proc = procs.start(side, [sys.executable, "-m", "bench.bare", "--db", str(db), "--queries", str(queries),
+                                  "--port", str(port), "--threads", str(settings.query_threads),
+                                  "--memory-limit", settings.query_memory_limit,
+                                  *(durable if side == "durable" else [])], env,
                            cwd=Path(__file__).resolve().parent.parent)
-        bare_url, pids["bare"] = f"http://127.0.0.1:{port}", bare.pid
+        pids[side] = proc.pid
+        if side == "bare":
+            bare_url = f"http://127.0.0.1:{port}"
+        else:
+            durable_url = f"http://127.0.0.1:{port}"
     if "datasette" in baselines:
         log("copying the rows into SQLite for Datasette")
         db = data.write_sqlite(sales, work / "bench.db")
@@ -95,8 +104,9 @@ def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], lo
         datasette_url, pids["datasette"] = f"http://127.0.0.1:{port}", ds.pid
 
     wait_http(f"{api_url}/readyz", procs, within=60)
-    if bare_url:
-        wait_http(f"{bare_url}/healthz", procs, within=30)
+    for url in (bare_url, durable_url):
+        if url:
+            wait_http(f"{url}/healthz", procs, within=30)
     if datasette_url:
         wait_http(f"{datasette_url}/-/versions.json", procs, within=30)
-    return Stack(settings, tenant, api_url, bare_url, datasette_url, pids, ca_bundle, work)
+    return Stack(settings, tenant, api_url, bare_url, datasette_url, pids, ca_bundle, work, durable_url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 import time
@@ -105,9 +106,13 @@ def test_every_side_gets_the_same_requests_and_failures_are_counted_not_timed(ba
     b.name = "other"
     params = [{"id": i} for i in range(6)]
 
+    ledger = load.CpuLedger({"harness": os.getpid()})  # the server runs in this process too
+
     async def run():
-        lat = await load.latency_rounds([a, b], "x", params, rounds=2, per_round=3)
-        thr = await load.throughput_rounds([a, b], "x", params, rounds=1, concurrency=4, seconds=0.3)
+        cpu = time.process_time()
+        lat = await load.latency_rounds([a, b], "x", params, rounds=2, per_round=3, ledger=ledger)
+        thr = await load.throughput_rounds([a, b], "x", params, rounds=1, concurrency=4, seconds=0.3, ledger=ledger)
+        ledger.total = time.process_time() - cpu
         failing = await load.throughput_rounds([_bare(base)], "fail", params, rounds=1, concurrency=2, seconds=0.2)
         with pytest.raises(load.RequestFailed, match="HTTP 500"):
             await load.latency_rounds([_bare(base)], "fail", params, rounds=1, per_round=1)
@@ -120,6 +125,12 @@ def test_every_side_gets_the_same_requests_and_failures_are_counted_not_timed(ba
     for side in ("bare", "other"):
         assert thr[side]["requests"] > 4 and thr[side]["errors"] == 0 and thr[side]["req_per_s"] > 0
         assert 0 < thr[side]["harness_cpu_ms_per_request"] < 50
+    # The ledger charged each side its own windows: every answer counted once, no CPU counted twice.
+    assert ledger.answered == {side: 6 + thr[side]["requests"] for side in ("bare", "other")}
+    charged = [ledger.spent[side]["harness"] for side in ("bare", "other")]
+    assert all(c > 0 for c in charged) and sum(charged) <= ledger.total + 0.02  # clock ticks round up
+    per = ledger.per_answer_ms({"other": ("harness",)})
+    assert per["other"]["requests"] == ledger.answered["other"] and per["other"]["total"] == per["other"]["harness"]
     fails = failing["bare"]
     assert fails["requests"] == 0 and fails["errors"] > 0 and "HTTP 500" in fails["first_error"]
 

@@ -1,0 +1,55 @@
+"""The benchmark's "durable" baseline (bench/bare.py --temporal): the bare handler whose every request runs as
+a workflow on the real dev server, answering exactly what the plain handler answers, and nothing runs
+outside a workflow (an unknown query starts none)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import duckdb
+import httpx
+from temporalio.client import Client
+
+from bench import data
+from bench.bare import Queries, create_app
+from bench.queries import BARE, FIRST_DAY
+
+
+async def _answers(app, requests: list[tuple[str, dict]]) -> list[tuple[int, dict]]:
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async def one(name: str, values: dict):
+            r = await c.post(f"/query/{name}", json={"parameter_values": values})
+            return r.status_code, r.json()
+        return list(await asyncio.gather(*(one(n, v) for n, v in requests)))
+
+
+async def test_every_durable_request_is_a_completed_workflow_with_the_plain_answer(tmp_path, temporal_env):
+    parquet = data.write_sales(tmp_path / "sales.parquet", 2_000)
+    con = duckdb.connect(str(tmp_path / "bench.duckdb"))
+    con.execute("CREATE TABLE vendas AS SELECT * FROM read_parquet(?)", [str(parquet)])
+    requests = [("point", {"id": i}) for i in (1, 7, 1999)] + [("medium", {"data_inicio": FIRST_DAY})] * 3
+    address = temporal_env.client.service_client.config.target_host
+    since = datetime.now(UTC).replace(microsecond=0)
+
+    plain = await _answers(create_app(Queries(con, BARE)), requests)
+    durable = await _answers(create_app(Queries(con, BARE), (address, "default")), requests)
+    missing = await _answers(create_app(Queries(con, BARE), (address, "default")), [("nope", {})])
+
+    assert [s for s, _ in plain] == [200] * len(requests)
+    assert durable == plain  # the same rows, columns and counts, request by request
+    assert plain[0][1]["rows"][0]["id"] == 1 and sum(r["vendas"] for r in plain[-1][1]["rows"]) == 2_000
+    assert missing == [(404, {"error": "no such query"})]
+
+    client = await Client.connect(address)  # the dev server's visibility is eventually consistent
+    query = f"WorkflowType = 'BareQuery' AND StartTime >= '{since.isoformat()}'"
+    deadline = time.monotonic() + 20
+    while True:
+        runs = [w async for w in client.list_workflows(query)]
+        if len(runs) >= len(requests) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert len(runs) == len(requests)
+    assert {w.status.name for w in runs} == {"COMPLETED"}
