@@ -113,10 +113,18 @@ def create_app(queries: Queries, temporal: tuple[str, str] | None = None) -> Sta
 
         @activity.defn(name="bare_query")
         def bare_query(inp: list) -> int:
-            content = queries.run(*inp)
             waiting = handoff.get(activity.info().workflow_id)
-            if waiting is not None:
-                loop.call_soon_threadsafe(lambda: waiting.done() or waiting.set_result(content))
+
+            def hand(how, value) -> None:
+                if waiting is not None:
+                    loop.call_soon_threadsafe(lambda: waiting.done() or how(waiting, value))
+
+            try:
+                content = queries.run(*inp)
+            except Exception as e:  # the request fails now (a 500, as the plain handler's) instead of waiting
+                hand(asyncio.Future.set_exception, e)
+                raise
+            hand(asyncio.Future.set_result, content)
             return len(content)
 
         client = await Client.connect(temporal[0], namespace=temporal[1])

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
 
 # Workflow id -> the caller's future: the no-op local activity hands its result to the process that started
 # the workflow, as our sync path's activity does (dataapi/handoff.py), instead of the caller waiting for the
@@ -48,4 +49,6 @@ class BareQuery:
 
     @workflow.run
     async def run(self, inp: list) -> int:
-        return await workflow.execute_local_activity("bare_query", inp, start_to_close_timeout=timedelta(seconds=70))
+        # One attempt: a query that fails fails the workflow, as it fails the plain handler's request.
+        return await workflow.execute_local_activity("bare_query", inp, start_to_close_timeout=timedelta(seconds=70),
+                                                     retry_policy=RetryPolicy(maximum_attempts=1))
