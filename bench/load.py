@@ -141,15 +141,13 @@ class CpuLedger:
         self.spent: dict[str, dict[str, float]] = {}  # side -> process -> CPU seconds in that side's windows
         self.answered: dict[str, int] = {}  # side -> requests answered (HTTP 200) in its windows
 
-    def _now(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
-
     def start(self) -> dict[str, float]:
-        return self._now()
+        """Every process's CPU seconds now: what ``charge`` takes as the window's start."""
+        return {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
 
     def charge(self, side: str, started: dict[str, float], answered: int) -> None:
         spent = self.spent.setdefault(side, dict.fromkeys(self.pids, 0.0))
-        for name, value in self._now().items():
+        for name, value in self.start().items():
             spent[name] += value - started[name]
         self.answered[side] = self.answered.get(side, 0) + answered
 

@@ -75,13 +75,13 @@ def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], lo
     api_url = f"http://127.0.0.1:{settings.api_port}"
     pids = {"api": api.pid, "worker": worker.pid, "temporal": temporal.pid}
 
-    bare_url = datasette_url = durable_url = None
+    urls: dict[str, str] = {}  # the bare handler's sides
+    queries = work / "bare-queries.json"
+    queries.write_text(json.dumps(BARE))
     for side in ("bare", "durable"):
         if side not in baselines:
             continue
         db = shutil.copyfile(tenant.duckdb_file, work / f"{side}.duckdb")  # DuckDB locks a file per process
-        queries = work / "bare-queries.json"
-        queries.write_text(json.dumps(BARE))
         port = free_port()
         durable = ["--temporal", settings.temporal_address, "--namespace", settings.temporal_namespace]
         proc = procs.start(side, [sys.executable, "-m", "bench.bare", "--db", str(db), "--queries", str(queries),
@@ -89,11 +89,8 @@ def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], lo
                                   "--memory-limit", settings.query_memory_limit,
                                   *(durable if side == "durable" else [])], env,
                            cwd=Path(__file__).resolve().parent.parent)
-        pids[side] = proc.pid
-        if side == "bare":
-            bare_url = f"http://127.0.0.1:{port}"
-        else:
-            durable_url = f"http://127.0.0.1:{port}"
+        urls[side], pids[side] = f"http://127.0.0.1:{port}", proc.pid
+    datasette_url = None
     if "datasette" in baselines:
         log("copying the rows into SQLite for Datasette")
         db = data.write_sqlite(sales, work / "bench.db")
@@ -104,9 +101,8 @@ def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], lo
         datasette_url, pids["datasette"] = f"http://127.0.0.1:{port}", ds.pid
 
     wait_http(f"{api_url}/readyz", procs, within=60)
-    for url in (bare_url, durable_url):
-        if url:
-            wait_http(f"{url}/healthz", procs, within=30)
+    for url in urls.values():
+        wait_http(f"{url}/healthz", procs, within=30)
     if datasette_url:
         wait_http(f"{datasette_url}/-/versions.json", procs, within=30)
-    return Stack(settings, tenant, api_url, bare_url, datasette_url, pids, ca_bundle, work, durable_url)
+    return Stack(settings, tenant, api_url, urls.get("bare"), datasette_url, pids, ca_bundle, work, urls.get("durable"))
