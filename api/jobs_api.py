@@ -190,6 +190,9 @@ async def execute(request: Request) -> Response:
         unknown = set(form.keys()) - {"file", "params", "metadata"}
         if unknown:
             raise JobsApiError(400, f"Unknown form field {sorted(unknown)[0]}")
+        repeated = sorted(name for name in set(form.keys()) if len(form.getlist(name)) > 1)
+        if repeated:  # which of the values was meant is anybody's guess: none is taken
+            raise JobsApiError(400, f"Form field {repeated[0]} sent more than once")
         upload = form.get("file")
         if upload is not None and not isinstance(upload, UploadFile):
             raise JobsApiError(400, "file must be a file upload")

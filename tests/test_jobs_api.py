@@ -266,6 +266,10 @@ async def test_bad_uploads_are_refused_and_nothing_is_stored(org, jobs_settings)
     r = await org.api.post("/api/v1/job/execute", files={"file": ("x.csv", b"a,b\n1,2\n")},
                            data={"params": "[1, 2]"}, headers=org.headers())
     assert r.status_code == 400 and r.json() == {"error": "params must be a JSON object"}
+    for field in ("params", "metadata"):  # a field sent twice: neither value is taken
+        r = await org.api.post("/api/v1/job/execute", files={"file": ("x.csv", b"a,b\n1,2\n")},
+                               data={field: ['{"a": 1}', '{"a": 2}']}, headers=org.headers())
+        assert r.status_code == 400 and r.json() == {"error": f"Form field {field} sent more than once"}
     r = await org.submit(files={"file": ("big.csv", b"a,b\n" + b"1,2\n" * (1 << 20), "text/csv")})
     assert r.status_code == 413 and "error" in r.json()
     with session_scope(org.ctx.engine) as s:
