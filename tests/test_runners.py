@@ -51,9 +51,22 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_dead(pid: int, seconds: float = 3) -> bool:
+def host_processes(argument: str) -> list[int]:
+    """The live processes on the host whose command line has this argument (a job's pids are its own)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0") and alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def wait_gone(argument: str, seconds: float = 3) -> bool:
     until = time.monotonic() + seconds
-    while alive(pid):
+    while host_processes(argument):
         if time.monotonic() > until:
             return False
         time.sleep(0.02)
@@ -118,19 +131,26 @@ def test_result_json_must_be_there_and_json(tmp_path, source, error):
 
 GRANDCHILD = """
     import subprocess, time
-    child = subprocess.Popen(["sleep", "100"])
+    child = subprocess.Popen(["sleep", "{seconds}"])
     open("child.pid", "w").write(str(child.pid))
     print("waiting", flush=True)
     time.sleep(100)
     """
 
 
+def unique_sleep() -> str:
+    """A sleep duration no other process on the host has on its command line."""
+    return f"100.{time.time_ns() % 10**9}"
+
+
 def test_time_limit_kills_the_whole_process_group(tmp_path):
     job = job_folder(tmp_path)
-    result = run_job("python", python(GRANDCHILD), job, RunLimits(time_limit_seconds=1))
+    seconds = unique_sleep()
+    result = run_job("python", python(GRANDCHILD.format(seconds=seconds)), job, RunLimits(time_limit_seconds=1))
     assert (result.ok, result.exit_code, result.error) == (False, None, "time limit exceeded")
     assert 1000 <= result.duration_ms < 2000
-    assert wait_dead(int((job / "child.pid").read_text()))
+    assert (job / "child.pid").exists()
+    assert wait_gone(seconds)
     assert log(job, "stdout") == "waiting\n"
 
 
@@ -145,28 +165,32 @@ def test_kill_from_another_thread_takes_the_group_down(tmp_path):
 
     killer = threading.Thread(target=kill_when_started)
     killer.start()
-    result = run_job("python", python(GRANDCHILD), job, LIMITS, on_start=kills.append)
+    seconds = unique_sleep()
+    result = run_job("python", python(GRANDCHILD.format(seconds=seconds)), job, LIMITS, on_start=kills.append)
     killer.join()
     assert (result.ok, result.exit_code, result.error) == (False, None, "killed")
     assert result.duration_ms < 5000
-    assert wait_dead(int((job / "child.pid").read_text()))
+    assert wait_gone(seconds)
     kills[0]()  # after the end: harmless
 
 
-def test_an_escaped_process_does_not_hold_the_run(tmp_path):
+def test_an_escaped_process_does_not_hold_the_run_nor_outlive_it(tmp_path):
     job = job_folder(tmp_path)
-    code = python("""
+    seconds = unique_sleep()
+    code = python(f"""
         import subprocess
-        child = subprocess.Popen(["sleep", "30"], start_new_session=True)  # leaves the group, keeps the pipes
+        child = subprocess.Popen(["sleep", "{seconds}"], start_new_session=True)  # leaves the group, keeps the pipes
         open("child.pid", "w").write(str(child.pid))
-        open("result.json", "w").write("{}")
+        open("result.json", "w").write("{{}}")
         """)
     try:
         result = run_job("python", code, job, LIMITS)
         assert result.ok
         assert result.duration_ms < 3000
+        assert wait_gone(seconds)  # the sandbox's pid namespace ended with the job's main process
     finally:
-        os.kill(int((job / "child.pid").read_text()), signal.SIGKILL)
+        for pid in host_processes(seconds):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(("runner", "code"), [
@@ -220,12 +244,12 @@ def test_environment_is_scrubbed_and_no_descriptor_leaks(tmp_path, monkeypatch):
         leaked.close()
     assert result.ok, log(job, "stderr")
     seen = json.loads((job / "result.json").read_text())
-    assert seen["env"] == {
-        "PATH": "/usr/bin:/bin", "HOME": str(job), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1", "MALLOC_ARENA_MAX": "2"}
-    assert seen["cwd"] == str(job)
+    assert seen["env"] == {  # PWD: set by bwrap as it enters the job folder
+        "PATH": "/usr/bin:/bin", "HOME": "/job", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1", "MALLOC_ARENA_MAX": "2", "PWD": "/job"}
+    assert seen["cwd"] == "/job"  # the job folder, as the sandbox shows it
     assert seen["fds"] == ["0", "1", "2", "3"]  # 3: the listing itself
-    assert seen["path"][0] == str(job / "repo")
+    assert seen["path"][0] == "/job/repo"
     assert any(p.startswith(sys.prefix) and p.endswith("site-packages") for p in seen["path"])
 
 
