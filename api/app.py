@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from temporalio.client import Client
 
-from api import admin, auth_endpoints, data_api, health, jobs_api, metrics, openapi
+from api import admin, auth_endpoints, codec, data_api, health, jobs_api, metrics, openapi
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
 from dataapi import heap
@@ -20,7 +20,7 @@ from dataapi.settings import Settings, get_settings
 log = logging.getLogger("dataapi.api")
 
 # Route modules, each with `routes` and an `OPENAPI` fragment for the document.
-ROUTE_MODULES = [health, metrics, auth_endpoints, data_api, jobs_api, admin]
+ROUTE_MODULES = [health, metrics, auth_endpoints, data_api, jobs_api, admin, codec]
 
 
 async def _query_worker(ctx: AppContext, settle_heap: bool) -> None:

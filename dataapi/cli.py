@@ -87,6 +87,30 @@ def cmd_jwt_rotate(args, settings: Settings) -> None:
     print(f"new signing key {rotate_keyset(settings)}; restart the API to use it")
 
 
+def cmd_payload_keys_rotate(args, settings: Settings) -> None:
+    from dataapi import codec
+
+    activate = not args.no_activate
+    try:
+        if settings.payload_keyset:  # the secret store holds it: print the rotated keyset to put there
+            keyset, kid = codec.rotate_keyset(codec.payload_keyset(settings), activate=activate)
+            print(json.dumps(keyset))
+            print(f"new payload key {kid}{' (active)' if activate else ''}: set DATAAPI_PAYLOAD_KEYSET to the JSON "
+                  "above on every process (docs/operations.md)", file=sys.stderr)
+            return
+        kid = codec.rotate_embedded_keyset(settings, activate=activate)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    print(f"new payload key {kid}{' (active)' if activate else ''} in {codec.keyset_path(settings)}; restart the "
+          "API and the workers to use it (older keys keep decoding)")
+
+
+def cmd_payload_keys_generate(args, settings: Settings) -> None:
+    from dataapi.codec import new_keyset
+
+    print(json.dumps(new_keyset()))
+
+
 def cmd_companies_create(args, settings: Settings) -> None:
     with session_scope(_engine(settings)) as s:
         company = identity.create_company(s, args.slug, args.name)
@@ -287,6 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     jwt = sub.add_parser("jwt", help="Token signing keys").add_subparsers(dest="jwt_command", required=True)
     add(jwt, "rotate", cmd_jwt_rotate, "Add a new signing key to the embedded keyset (older keys still verify)")
+
+    pk = sub.add_parser("payload-keys", help="Keys of the Temporal payload encryption").add_subparsers(
+        dest="payload_keys_command", required=True)
+    r = add(pk, "rotate", cmd_payload_keys_rotate,
+            "Add a new payload key and make it the active one (older keys still decode); with "
+            "DATAAPI_PAYLOAD_KEYSET set, print the rotated keyset instead of writing var/payload-keys.json")
+    r.add_argument("--no-activate", action="store_true",
+                   help="add the key without making it active (the first step of a rolling rotation)")
+    add(pk, "generate", cmd_payload_keys_generate, "Print a new keyset for DATAAPI_PAYLOAD_KEYSET")
 
     companies = sub.add_parser("companies", help="Companies (tenants)").add_subparsers(
         dest="companies_command", required=True)

@@ -21,11 +21,13 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
 )
 
 from dataapi.messages import QueryInput, QueryOutput
+from dataapi.settings import Settings
 
 _ENCODING = b"json/plain"
 _PRIMITIVES = (str, int, float, bool, list, dict)
@@ -112,3 +114,17 @@ class PayloadConverter(CompositePayloadConverter):
 
 
 DATA_CONVERTER = dataclasses.replace(DataConverter.default, payload_converter_class=PayloadConverter)
+"""The payload converter alone: plaintext payloads (what every client of ours writes with encryption off)."""
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Every client's and worker's converter: ``DATA_CONVERTER`` with the payload codec of ``dataapi.codec``
+    (AES-GCM), and failures whose message and stack trace travel as an encoded payload too, so error texts
+    (which can quote a tenant's SQL or values) are ciphertext as well; Temporal shows "Encoded failure"."""
+    from dataapi.codec import payload_codec
+
+    codec = payload_codec(settings)
+    if not codec.encrypt:  # plaintext on purpose: failures readable too; earlier ciphertext still decodes
+        return dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
+    return dataclasses.replace(DATA_CONVERTER, payload_codec=codec,
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)

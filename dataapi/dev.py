@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dataapi import temporal
 from dataapi.db import upgrade
+from dataapi.secrets import ensure_metrics_token, metrics_token_path
 from dataapi.settings import Settings
 
 
@@ -36,7 +37,7 @@ def temporal_command(settings: Settings) -> list[str]:
         "--db-filename", str(settings.var_dir / "temporal.db"),
         "--ip", ip, "--port", port or "7233", "--ui-port", str(settings.temporal_ui_port),
         "--namespace", settings.temporal_namespace, "--log-level", "warn",
-        *temporal.dev_server_flags(),
+        *temporal.ui_codec_flags(settings), *temporal.dev_server_flags(),
     ]
 
 
@@ -73,6 +74,19 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
+def metrics_banner(settings: Settings) -> str:
+    """How to scrape the API's /metrics; unless a token is configured or metrics are public, generates the token
+    once into var/metrics-token (0600), which the API then requires."""
+    url = f"{settings.base_url}/metrics"
+    if settings.metrics_token.strip():
+        return f"Metrics: {url} with Authorization: Bearer <DATAAPI_METRICS_TOKEN>"
+    if settings.metrics_public:
+        return f"Metrics: {url} (public: DATAAPI_METRICS_PUBLIC=true)"
+    ensure_metrics_token(settings)
+    path = metrics_token_path(settings)
+    return f'Metrics (token in {path}): curl -H "Authorization: Bearer $(cat {path})" {url}'
+
+
 def run_dev(settings: Settings) -> None:
     from dataapi.demo import bootstrap_demo
 
@@ -93,12 +107,16 @@ def run_dev(settings: Settings) -> None:
         procs.append(_spawn(temporal_command(settings), settings.var_dir / "temporal.log"))
         asyncio.run(wait_for_temporal(settings))
         demo = bootstrap_demo(settings)
+        metrics = metrics_banner(settings)
         dataapi = [sys.executable, "-m", "dataapi.cli"]
         procs.append(_spawn([*dataapi, "worker"]))
         procs.append(_spawn([*dataapi, "api"]))
         print(demo, flush=True)
+        print(metrics, flush=True)
         print(f"Temporal UI: http://localhost:{settings.temporal_ui_port}   API: {settings.base_url}   "
-              f"docs: {settings.base_url}/docs\nPress Ctrl-C to stop.", flush=True)
+              f"docs: {settings.base_url}/docs\n"
+              f"Temporal UI decoding: sign in at {settings.base_url}{temporal.CODEC_PATH}/login with the token "
+              f"in var/codec-token (docs/operations.md)\nPress Ctrl-C to stop.", flush=True)
         while not stopping:
             for p in procs:
                 if p.poll() is not None:

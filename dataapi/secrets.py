@@ -43,6 +43,27 @@ def secret_key(settings: Settings) -> bytes:
     return value.strip().encode()
 
 
+def metrics_token_path(settings: Settings) -> Path:
+    return settings.var_dir / "metrics-token"
+
+
+def metrics_token(settings: Settings) -> str | None:
+    """The bearer token ``GET /metrics`` needs: ``DATAAPI_METRICS_TOKEN``, else var/metrics-token when the embedded
+    stack made one; ``None``: no token (the endpoint is refused unless ``DATAAPI_METRICS_PUBLIC``)."""
+    if settings.metrics_token.strip():
+        return settings.metrics_token.strip()
+    try:
+        return metrics_token_path(settings).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def ensure_metrics_token(settings: Settings) -> str:
+    """The embedded stack's metrics token, generated once into var/metrics-token (mode 0600)."""
+    return metrics_token(settings) or _load_or_create(
+        metrics_token_path(settings), lambda: secrets.token_urlsafe(32)).strip()
+
+
 def new_signing_key() -> tuple[str, str]:
     """A new Ed25519 key pair as (private PEM, public PEM)."""
     key = Ed25519PrivateKey.generate()

@@ -12,7 +12,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from dataapi.converter import DATA_CONVERTER
+from dataapi.converter import data_converter
 from dataapi.settings import Settings
 
 # No PII: slugs and ids only.
@@ -70,7 +70,7 @@ async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | 
     _connected = True
     return await Client.connect(
         settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy, tls=tls_config(settings),
-        api_key=settings.temporal_api_key, runtime=runtime, data_converter=DATA_CONVERTER)
+        api_key=settings.temporal_api_key, runtime=runtime, data_converter=data_converter(settings))
 
 
 async def setup(client: Client, namespace: str) -> list[str]:
@@ -83,3 +83,15 @@ async def setup(client: Client, namespace: str) -> list[str]:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
     return sorted(missing)
+
+
+CODEC_PATH = "/api/v1/temporal-codec"
+
+
+def ui_codec_flags(settings: Settings) -> list[str]:
+    """``temporal server start-dev`` flags pointing the embedded UI at the API's codec endpoint, whose operator
+    token is generated into var/codec-token (the UI decodes only for a browser signed in with it)."""
+    from dataapi.codec import ensure_codec_token
+
+    ensure_codec_token(settings)
+    return ["--ui-codec-endpoint", settings.base_url + CODEC_PATH]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -125,25 +126,33 @@ def login(client):
 # --- Temporal: one real dev server per test session, a fresh task queue and worker per test ---------------
 
 @pytest.fixture(scope="session")
-async def temporal_env():
+def payload_keyset() -> str:
+    """The session's payload encryption keyset: the dev server's client and every stack_settings share it."""
+    from dataapi.codec import new_keyset
+
+    return json.dumps(new_keyset())
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(payload_keyset):
     from temporalio.testing import WorkflowEnvironment
 
-    from dataapi.converter import DATA_CONVERTER
+    from dataapi.converter import data_converter
     from dataapi.dev import temporal_binary
     from dataapi.temporal import SEARCH_ATTRIBUTES
 
-    # The project's converter, as every client of ours has (dataapi.temporal.connect).
+    # The project's converter, encryption included, as every client of ours has (dataapi.temporal.connect).
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error", data_converter=DATA_CONVERTER)
+        dev_server_log_level="error", data_converter=data_converter(Settings(payload_keyset=payload_keyset)))
     yield env
     await env.shutdown()
 
 
 @pytest.fixture
-def stack_settings(tmp_path, sqlite_url, temporal_env) -> Settings:
+def stack_settings(tmp_path, sqlite_url, temporal_env, payload_keyset) -> Settings:
     """Settings for a test of the whole stack: own var dir and task queue, shared store and dev server."""
-    return Settings(var_dir=tmp_path / "var", database_url=sqlite_url,
+    return Settings(var_dir=tmp_path / "var", database_url=sqlite_url, payload_keyset=payload_keyset,
                     temporal_address=temporal_env.client.service_client.config.target_host,
                     task_queue_queries=f"queries-{uuid.uuid4().hex[:8]}",
                     task_queue_callbacks=f"callbacks-{uuid.uuid4().hex[:8]}", query_heartbeat_seconds=2.0)

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from dataapi import callbacks, identity
+from dataapi.codec import new_keyset as new_payload_keyset
 from dataapi.db import make_engine, session_scope
 from dataapi.demo import HERE as DEMO
 from dataapi.demo import REPOSITORY, endpoint_file, write_sales_csv
@@ -180,21 +181,24 @@ class Topology:
         HTTPS receiver on a fast schedule, 2 s heartbeats), plus ``env``; returns the test's own Settings, whose
         var dir holds the Temporal dev server's file."""
         secret_key = secrets.token_urlsafe(48)
+        payload_keyset = json.dumps(new_payload_keyset())  # every process (own var dir) reads the same payloads
         temporal_port, api_port = free_port(), free_port()
         self.env.update({
             "DATAAPI_DATABASE_URL": database_url, "DATAAPI_DATA_DIR": str(self.root / "data"),
             "DATAAPI_ARTIFACT_DIR": str(self.root / "artifacts"),
             "DATAAPI_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
             "DATAAPI_SECRET_KEY": secret_key, "DATAAPI_JWT_KEYSET": json.dumps(new_keyset()),
+            "DATAAPI_PAYLOAD_KEYSET": payload_keyset,
             "DATAAPI_API_HOST": "127.0.0.1", "DATAAPI_API_PORT": str(api_port),
             "DATAAPI_CALLBACK_ALLOW_CIDRS": '["127.0.0.0/8","::1/128"]',
+            "DATAAPI_CALLBACK_ALLOW_HOSTS": '["localhost"]',
             "DATAAPI_CALLBACK_CA_BUNDLE": str(pki / "ca.pem"),
             "DATAAPI_CALLBACK_SCHEDULE_SECONDS": "[0,1,1,1,1]",
             "DATAAPI_QUERY_HEARTBEAT_SECONDS": "2", "DATAAPI_JOB_HEARTBEAT_SECONDS": "2",
             "DATAAPI_LOG_LEVEL": "INFO", **env,
         })
         return Settings(var_dir=self.root / "var" / "temporal", database_url=database_url,
-                        data_dir=self.root / "data", secret_key=secret_key,
+                        data_dir=self.root / "data", secret_key=secret_key, payload_keyset=payload_keyset,
                         temporal_address=f"127.0.0.1:{temporal_port}", temporal_ui_port=free_port())
 
     @property

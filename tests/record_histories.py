@@ -240,6 +240,9 @@ async def record(names: list[str]) -> dict[str, str]:
             dev_server_existing_path=temporal_binary(), search_attributes=SEARCH_ATTRIBUTES,
             dev_server_log_level="error") as env:
         target = env.client.service_client.config.target_host
+        # Plaintext on purpose (no payload codec): a fixture must not depend on a key, and the replay test reads
+        # these through the project's codec, proving that unencrypted histories (older workflows, encryption
+        # switched off) still decode. Encrypted histories are replayed by tests/test_codec.py.
         client = await Client.connect(target, identity=IDENTITY)
         with tempfile.TemporaryDirectory(prefix="record-") as tmp:
             tmp_path = Path(tmp)
@@ -248,7 +251,8 @@ async def record(names: list[str]) -> dict[str, str]:
                 var_dir=tmp_path / "var", database_url=f"sqlite:///{tmp_path / 'dataapi.db'}", temporal_address=target,
                 task_queue_queries=f"queries-{run}", task_queue_callbacks=f"callbacks-{run}",
                 task_queue_jobs=f"jobs-{run}", query_heartbeat_seconds=2.0, job_heartbeat_seconds=2.0,
-                callback_allow_cidrs=["127.0.0.0/8", "::1/128"], callback_ca_bundle=str(make_pki(tmp_path) / "ca.pem"),
+                callback_allow_cidrs=["127.0.0.0/8", "::1/128"], callback_allow_hosts=["localhost"],
+                callback_ca_bundle=str(make_pki(tmp_path) / "ca.pem"),
                 callback_schedule_seconds=[0, 0.3, 0.3], callback_jitter=0.0, callback_timeout_seconds=5.0)
             upgrade(settings.resolved_database_url)
             engine = make_engine(settings.resolved_database_url)

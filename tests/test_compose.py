@@ -23,7 +23,8 @@ from dataapi.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 REQUIRED = {"POSTGRES_PASSWORD": "pg-secret", "MINIO_ROOT_PASSWORD": "minio-secret-123",
-            "DATAAPI_SECRET_KEY": "k" * 48, "DATAAPI_JWT_KEYSET": '{"signing_kid": "k1", "keys": {}}'}
+            "DATAAPI_SECRET_KEY": "k" * 48, "DATAAPI_JWT_KEYSET": '{"signing_kid": "k1", "keys": {}}',
+            "DATAAPI_PAYLOAD_KEYSET": '{"active_kid": "p1", "keys": {}}'}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
 
 

@@ -61,3 +61,30 @@ def test_other_messages_take_the_default_path():
     value = FinishInput(_input(), "Execution cancelled", {"row_count": 0})
     assert OURS.from_payloads(OURS.to_payloads([value]), [FinishInput])[0] == value
     assert OURS.to_payloads([value])[0].data == DEFAULT.to_payloads([value])[0].data
+
+
+async def test_the_full_converter_encrypts_what_the_short_path_writes_and_reads_it_back():
+    """data_converter(settings): the same short path, then the payload codec; failures travel encoded too."""
+    import json
+
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.exceptions import ApplicationError
+
+    from dataapi.codec import new_keyset
+    from dataapi.converter import data_converter
+    from dataapi.settings import Settings
+
+    converter = data_converter(Settings(payload_keyset=json.dumps(new_keyset())))
+    value = _input(sql="SELECT 'segredo' AS s", params={"n": 987654321})
+    [sealed] = await converter.encode([value])
+    assert sealed.metadata["encoding"] == b"binary/encrypted"
+    assert b"segredo" not in sealed.data and b"987654321" not in sealed.data
+    assert await converter.decode([sealed], [QueryInput]) == [value]
+    [plain] = OURS.to_payloads([value])  # a history written before encryption reads back unchanged
+    assert await converter.decode([plain], [QueryInput]) == [value]
+
+    failure = Failure()
+    await converter.encode_failure(ApplicationError("bad value segredo", type="ExecutionError"), failure)
+    assert failure.message == "Encoded failure" and b"segredo" not in failure.SerializeToString()
+    decoded = await converter.decode_failure(failure)
+    assert decoded.message == "bad value segredo" and decoded.type == "ExecutionError"

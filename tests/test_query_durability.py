@@ -132,7 +132,8 @@ def _worker_process(settings, queues: str = "queries", extra_env: dict | None = 
            "DATAAPI_TEMPORAL_ADDRESS": settings.temporal_address,
            "DATAAPI_TASK_QUEUE_QUERIES": settings.task_queue_queries,
            "DATAAPI_TASK_QUEUE_CALLBACKS": settings.task_queue_callbacks,
-           "DATAAPI_QUERY_HEARTBEAT_SECONDS": str(settings.query_heartbeat_seconds), **(extra_env or {})}
+           "DATAAPI_QUERY_HEARTBEAT_SECONDS": str(settings.query_heartbeat_seconds),
+           "DATAAPI_PAYLOAD_KEYSET": settings.payload_keyset, **(extra_env or {})}  # the same payload keys
     return subprocess.Popen([sys.executable, "-m", "dataapi.cli", "worker", "--queues", queues], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

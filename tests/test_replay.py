@@ -13,7 +13,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from dataapi.codec import new_keyset
+from dataapi.converter import data_converter
 from dataapi.messages import CallbackInput
+from dataapi.settings import Settings
 from tests.record_histories import CLOSED_AS, HISTORIES, SCENARIOS
 from workflows.callback import CallbackWorkflow
 from workflows.job import RepositoryJobWorkflow
@@ -22,6 +25,9 @@ from workflows.query import QueryWorkflow
 # Replayed under the default sandbox: QueryWorkflow, which production runs unsandboxed for speed, still has
 # its clock, random and I/O calls checked here.
 WORKFLOWS = [QueryWorkflow, CallbackWorkflow, RepositoryJobWorkflow]
+# Through the project's converter, payload codec included: the recorded histories are plaintext (written before
+# encryption, or with it off) and must keep decoding through it unchanged.
+CONVERTER = data_converter(Settings(payload_keyset=json.dumps(new_keyset())))
 _CLOSED_EVENT = {"COMPLETED": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
                  "FAILED": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
                  "CANCELED": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED}
@@ -40,7 +46,8 @@ async def test_history_replays_without_nondeterminism(name):
     recorded = history(name)
     # The fixture still shows the path it was recorded for (a re-recording that took another path fails here).
     assert recorded.events[-1].event_type == _CLOSED_EVENT[CLOSED_AS[name]]
-    result = await Replayer(workflows=WORKFLOWS).replay_workflow(recorded, raise_on_replay_failure=False)
+    result = await Replayer(workflows=WORKFLOWS, data_converter=CONVERTER).replay_workflow(
+        recorded, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{name}: {result.replay_failure!r}"
 
 

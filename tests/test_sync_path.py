@@ -129,7 +129,8 @@ async def test_query_on_another_worker_answers_through_the_workflow_result(stack
     settings = stack_settings.model_copy(update={"api_query_worker": False, "sync_timeout_seconds": 1.5})
     engine = make_engine(settings.resolved_database_url)
     app = create_app(settings, engine, temporal_env.client)
-    other = await Client.connect(temporal_env.client.service_client.config.target_host)
+    other = await Client.connect(temporal_env.client.service_client.config.target_host,  # same payload keys
+                                 data_converter=temporal_env.client.data_converter)
     try:
         async with served(app) as api, build_query_worker(other, settings):
             tenant = Tenant(app, api)
@@ -174,7 +175,8 @@ async def test_started_query_not_taken_over_is_stopped(stack_settings, stack_app
     worker that got the workflow task answers, and nothing is left behind."""
     settings = stack_settings.model_copy(update={"sync_timeout_seconds": 1.5})
     stack_app.state.ctx.settings = settings
-    other = await Client.connect(temporal_env.client.service_client.config.target_host)
+    other = await Client.connect(temporal_env.client.service_client.config.target_host,  # same payload keys
+                                 data_converter=temporal_env.client.data_converter)
     acts = query_activities(settings)
     stopped: list[QueryInput] = []
     original_stop = RunningQuery.stop
