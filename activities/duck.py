@@ -15,12 +15,15 @@ still running on the old version keeps its open file (Linux keeps an unlinked fi
 Endpoint SQL is written by the company's own admins but runs in our worker, so every connection it sees is
 read-only, may read only the company's ``files/`` folder, cannot load extensions and cannot change settings;
 and only a single SELECT statement is accepted (DuckDB would otherwise let COPY and EXPORT write into
-``files/``, the one folder it may access).
+``files/``, the one folder it may access), one that calls none of the introspection functions that would tell
+the server's paths and settings (``dataapi.sqlguard``). A result is serialised in byte-bounded batches and
+refused (``ResultTooLarge``) as soon as it passes ``max_result_bytes``, so no process holds an oversized one.
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
 import fcntl
 import os
 import re
@@ -36,6 +39,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
+from dataapi import sqlguard
 from dataapi.identity import valid_slug
 from dataapi.params import NAME_RE
 
@@ -54,6 +58,26 @@ class QueryFailed(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+class SqlRefused(QueryFailed):
+    """The SQL calls a function endpoint SQL may not use (``dataapi.sqlguard``)."""
+
+
+DEFAULT_MAX_RESULT_BYTES = 32 << 20
+
+
+class ResultTooLarge(QueryFailed):
+    """The result's JSON passed the byte limit while it was being serialised; nothing more was fetched."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"The result is larger than {_human_bytes(limit)}, the most one execution may return: "
+                         "narrow the query (filters, aggregation, fewer columns) or lower max_rows")
+        self.limit = limit
+
+
+def _human_bytes(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
 class QueryInterrupted(Exception):
@@ -93,10 +117,12 @@ class _Open:
 
 
 class CompanyDatabases:
-    def __init__(self, data_dir: Path, memory_limit: str = "1GB", threads: int = 2):
+    def __init__(self, data_dir: Path, memory_limit: str = "1GB", threads: int = 2,
+                 max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES):
         self.data_dir = Path(data_dir).resolve()
         self.memory_limit = memory_limit
         self.threads = threads
+        self.max_result_bytes = max_result_bytes
         self._lock = threading.Lock()
         self._open: dict[str, _Open] = {}
 
@@ -119,6 +145,7 @@ class CompanyDatabases:
         """Runs one SELECT with ``$name`` parameters bound; at most ``max_rows`` rows come back."""
         cursor, shapes = self._cursor(slug)
         stop = _Interrupt(cursor)
+        refused = False
         try:
             if on_start is not None:
                 on_start(stop)
@@ -135,14 +162,19 @@ class CompanyDatabases:
             as_json = shape.json_rows is not None and not shape.small
             cursor.execute(shape.json_rows if as_json else shape.python_rows, bind)
             serialise = _serialise_json_rows if as_json else _serialise
-            result = serialise(cursor, shape.names, shape.duck_types, max_rows)
+            result = serialise(cursor, shape.names, shape.duck_types, max_rows, self.max_result_bytes)
             shape.small = result.row_count <= SMALL_RESULT_ROWS
+        except ResultTooLarge:
+            refused = True
+            raise
         except duckdb.Error as e:
             if stop.requested or isinstance(e, duckdb.InterruptException):
                 raise QueryInterrupted() from None
             raise QueryFailed(self._scrub(str(e))) from None
         finally:
             stop.close()
+            if refused:
+                _release_freed_memory()
         if stop.requested:  # DuckDB may finish before noticing; the caller asked for nothing
             raise QueryInterrupted()
         return result
@@ -214,6 +246,9 @@ class CompanyDatabases:
             "SET GLOBAL allow_community_extensions = false",
             "SET GLOBAL python_enable_replacements = false",  # else `FROM x` may scan a Python variable named x
             "SET GLOBAL TimeZone = 'UTC'",  # TIMESTAMPTZ values come back in UTC, whatever the host's zone
+            # DuckDB's allocator (jemalloc) otherwise keeps the pages of a big query's vectors for good: with
+            # its background thread they go back to the system within seconds of the query.
+            "SET GLOBAL allocator_background_threads = true",
             f"SET GLOBAL memory_limit = {_literal(self.memory_limit)}",
             f"SET GLOBAL threads = {int(self.threads)}",
             "SET GLOBAL lock_configuration = true",  # last: from here on no SET, RESET or PRAGMA can undo the above
@@ -328,6 +363,10 @@ SMALL_RESULT_ROWS = 64  # up to this many rows the Python path is cheaper than p
 
 def _shape(cursor: duckdb.DuckDBPyConnection, sql: str, params: dict) -> _Shape:
     statement = _single_select(cursor, sql)
+    try:
+        sqlguard.check(sql)  # at execution too: SQL saved before a function was refused still cannot call it
+    except sqlguard.SqlNotAllowed as e:
+        raise SqlRefused(e.message) from None
     parameters = set(statement.named_parameters)
     relation = cursor.sql(statement, params={n: v for n, v in params.items() if n in parameters})  # bound, not run
     names, duck_types = _unique(relation.columns), [str(t) for t in relation.types]
@@ -470,54 +509,73 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Rows are fetched on executor threads, whose glibc arenas keep freed memory for themselves: after a
+    refused result, tens of MB per thread would stay with the process. ``malloc_trim`` returns those pages."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 FETCH_CHUNK = 2048  # rows turned into Python objects at a time: a big result never exists as objects at once
+FIRST_FETCH = 4  # rows of the first batch: their size sets how many rows the next batches take
+BATCH_BYTES = 4 << 20  # the JSON size a batch aims at, so wide rows come a few at a time
 
 
-def _chunks(cursor: duckdb.DuckDBPyConnection, max_rows: int) -> Iterator[list[tuple]]:
-    """Up to ``max_rows`` rows in chunks; fetching one more than ``max_rows`` tells truncation (``StopIteration``
-    value: ``(count, truncated)``)."""
-    count, truncated = 0, False
-    while not truncated:
-        wanted = min(FETCH_CHUNK, max_rows + 1 - count)
+def _collect(cursor: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: int, names: list[str],
+             duck_types: list[str], encode: Callable[[list[tuple]], bytes]) -> QueryResult:
+    """Up to ``max_rows`` rows, fetched and encoded batch by batch; fetching one more than ``max_rows`` tells
+    truncation. The JSON is counted as it grows: past ``max_bytes`` nothing more is fetched (ResultTooLarge),
+    so at most ``max_bytes`` plus one batch is ever held."""
+    parts: list[bytes] = []
+    count, size, truncated, batch = 0, 2, False, FIRST_FETCH
+    while True:
+        wanted = min(batch, max_rows + 1 - count)
         rows = cursor.fetchmany(wanted)
+        exhausted = len(rows) < wanted
         if count + len(rows) > max_rows:
             truncated, rows = True, rows[:max_rows - count]
-        count += len(rows)
         if rows:
-            yield rows
-        if len(rows) < wanted:  # the result is exhausted (or cut)
-            break
-    return count, truncated
-
-
-def _collect(cursor: duckdb.DuckDBPyConnection, max_rows: int, names: list[str], duck_types: list[str],
-             encode: Callable[[list[tuple]], bytes]) -> QueryResult:
-    parts: list[bytes] = []
-    chunks = _chunks(cursor, max_rows)
-    while True:
-        try:
-            parts.append(encode(next(chunks)))
-        except StopIteration as done:
-            count, truncated = done.value
+            part = encode(rows)
+            size += len(part) + 1
+            if size > max_bytes:
+                # The traceback keeps this frame: drop what it holds, then give the pages back (see below).
+                parts.clear()
+                rows = part = None
+                raise ResultTooLarge(max_bytes)
+            parts.append(part)
+            count += len(rows)
+            batch = max(1, min(FETCH_CHUNK, BATCH_BYTES * len(rows) // max(len(part), 1)))
+        if truncated or exhausted:
             break
     columns = [{"name": n, "type": _column_type(t)} for n, t in zip(names, duck_types, strict=True)]
     return QueryResult(columns, b"[" + b",".join(parts) + b"]", count, truncated)
 
 
 def _serialise(cursor: duckdb.DuckDBPyConnection, names: list[str], duck_types: list[str],
-               max_rows: int) -> QueryResult:
+               max_rows: int, max_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
     """Fetches up to ``max_rows`` and serialises them chunk by chunk: the peak memory of a 10,000-row result
     is one chunk of Python objects plus its JSON, not every row as objects."""
     converters = [(i, _CONVERTERS[t]) for i, t in enumerate(duck_types) if t in _CONVERTERS]
     option = orjson.OPT_NON_STR_KEYS if any("MAP(" in t for t in duck_types) else 0
-    return _collect(cursor, max_rows, names, duck_types,
+    return _collect(cursor, max_rows, max_bytes, names, duck_types,
                     lambda rows: _rows_json(rows, names, converters, option)[1:-1])  # the objects, without [ ]
 
 
 def _serialise_json_rows(cursor: duckdb.DuckDBPyConnection, names: list[str], duck_types: list[str],
-                         max_rows: int) -> QueryResult:
+                         max_rows: int, max_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
     """The rows of a ``_json_rows_sql`` statement: one JSON object per row, written by DuckDB."""
-    return _collect(cursor, max_rows, names, duck_types, lambda rows: ",".join(r[0] for r in rows).encode())
+    return _collect(cursor, max_rows, max_bytes, names, duck_types,
+                    lambda rows: ",".join(r[0] for r in rows).encode())
 
 
 # Column types whose values DuckDB's to_json writes as the Python path (orjson) would: the same JSON values.

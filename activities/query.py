@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import Engine
 from temporalio import activity
 
-from activities.duck import CompanyDatabases, QueryFailed, QueryInterrupted, QueryResult
+from activities.duck import CompanyDatabases, QueryFailed, QueryInterrupted, QueryResult, ResultTooLarge, SqlRefused
 from dataapi.artifacts import ArtifactStore
 from dataapi.db import while_unavailable
 from dataapi.endpoints import finish_job
@@ -69,7 +69,7 @@ class RunningQuery:
         self._lock = threading.Lock()
         self._interrupts: list[Callable[[], None]] = []
         self._stopped = False
-        params = to_bind([ParamSpec.from_dict(p) for p in inp.param_specs], inp.params)
+        params = to_bind([ParamSpec.from_dict(p, stored=True) for p in inp.param_specs], inp.params)
         self.future = asyncio.ensure_future(owner._run(inp.company_slug, inp.sql, params, inp.max_rows,
                                                        self._on_start))
 
@@ -144,6 +144,10 @@ class QueryActivities:
         except asyncio.CancelledError:
             await self._interrupt(query)  # nothing keeps running after a cancel
             raise
+        except ResultTooLarge as e:  # the caller's to fix (narrower query): its message is the answer
+            return await self._failed(inp, executed_at, "ResultTooLarge", e.message)
+        except SqlRefused as e:
+            return await self._failed(inp, executed_at, "SqlNotAllowed", e.message)
         except (QueryFailed, QueryInterrupted) as e:
             log.warning("job %s (%s): query failed: %s", inp.job_id, inp.endpoint, e)
             return await self._failed(inp, executed_at, "ExecutionError", "Query execution failed")

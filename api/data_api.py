@@ -40,6 +40,9 @@ from workflows.query import QueryWorkflow
 log = logging.getLogger("dataapi.data_api")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{24}\Z")
 _BODY_FIELDS = {"parameter_values", "callback_url"}
+# Failures of the query that are the request's to fix (a narrower query, an endpoint definition to update):
+# the activity's error type -> the code of the 422 that answers them.
+_REFUSALS = {"ResultTooLarge": "RESULT_TOO_LARGE", "SqlNotAllowed": "SQL_NOT_ALLOWED"}
 _HANDOFF_GRACE = 2.0  # seconds an eagerly started query may take before the result long-poll starts too
 
 
@@ -58,13 +61,13 @@ def _path(request: Request) -> tuple[str, str]:
     return namespace, slug
 
 
-def check_callback(url, allow_cidrs: list[str]) -> str:
-    """Accepts an HTTPS URL whose host is not an internal or encoded address (checked again, with DNS, at
-    every delivery attempt)."""
+def check_callback(url, allow_cidrs: list[str], allow_hosts: list[str]) -> str:
+    """Accepts an HTTPS URL whose host is not an internal or encoded address nor a special-use name (checked
+    again, with DNS, at every delivery attempt)."""
     if not isinstance(url, str):
         raise ApiError(422, "INVALID_CALLBACK_URL", "callback_url must be an HTTPS URL")
     try:
-        return check_url(url, allow_cidrs=allow_cidrs).url
+        return check_url(url, allow_cidrs=allow_cidrs, allow_hosts=allow_hosts).url
     except UnsafeCallbackUrl as e:
         raise ApiError(422, "INVALID_CALLBACK_URL", f"callback_url refused: {e.reason}") from None
 
@@ -93,7 +96,8 @@ def _prepare(ctx, claims, namespace: str, slug: str, body: dict) -> QueryInput:
             max_rows=min(endpoint.max_rows, settings.max_rows_cap), mode=mode,
             timeout_seconds=settings.sync_timeout_seconds if mode == "sync" else settings.async_timeout_seconds,
             user_id=claims.user_id, api_key_id=claims.api_key_id,
-            callback_url=check_callback(callback, settings.callback_allow_cidrs) if callback is not None else None,
+            callback_url=check_callback(callback, settings.callback_allow_cidrs, settings.callback_allow_hosts)
+            if callback is not None else None,
             heartbeat_seconds=settings.query_heartbeat_seconds,
             deadline=time.time() + settings.sync_timeout_seconds if mode == "sync" else None,
             callback_task_queue=settings.task_queue_callbacks,
@@ -160,7 +164,7 @@ async def execute(request: Request) -> Response:
     except WorkflowFailureError as e:
         out, document = QueryOutput(status="failed", error=getattr(e.cause, "message", None),
                                     error_type=getattr(e.cause, "type", None)), None
-        if out.error_type not in ("ExecutionTimeout", "ExecutionError"):
+        if out.error_type not in ("ExecutionTimeout", "ExecutionError", *_REFUSALS):
             log.error("sync job %s failed: %s", inp.job_id, e.cause)
     finally:
         sync_results.discard(inp.job_id)
@@ -169,6 +173,8 @@ async def execute(request: Request) -> Response:
             raise timeout_error
         if out.error_type == "ExecutionError":
             raise ApiError(500, "EXECUTION_ERROR", out.error or "Query execution failed")
+        if out.error_type in _REFUSALS:
+            raise ApiError(422, _REFUSALS[out.error_type], out.error or "The query was refused")
         raise ApiError(500, "INTERNAL_ERROR", "Internal error during query execution")
     if document is None:
         document = await _read_result(ctx, out.result_key)

@@ -13,6 +13,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
+from dataapi import sqlguard
 from dataapi.identity import valid_slug
 from dataapi.models import ApiKey, Company, Endpoint, Job, ShareContextRow, User, utcnow
 from dataapi.params import (
@@ -56,6 +57,10 @@ def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int) -> End
         raise DefinitionError("'sql' is required")
     if len(sql) > 100_000:
         raise DefinitionError("'sql' is longer than 100000 characters")
+    try:
+        sqlguard.check(sql)  # checked again when it runs (activities.duck): stored SQL predates the list
+    except sqlguard.SqlNotAllowed as e:
+        raise DefinitionError(f"'sql': {e.message}") from None
     raw_params = data.get("parameters", [])
     if not isinstance(raw_params, list):
         raise DefinitionError("'parameters' must be a list")
@@ -113,7 +118,7 @@ _JOB_FINISH = update(_JOBS).where(_JOBS.c.id == bindparam("finished_id"), _JOBS.
 
 
 def specs_of(endpoint: Endpoint | Executable) -> list[ParamSpec]:
-    return [ParamSpec.from_dict(p) for p in json.loads(endpoint.parameters)]
+    return [ParamSpec.from_dict(p, stored=True) for p in json.loads(endpoint.parameters)]
 
 
 def describe_endpoint(endpoint: Endpoint) -> dict:

@@ -8,6 +8,7 @@ message naming the parameter, never guessed at.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -15,9 +16,11 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import re2
+
 TYPES = ("string", "integer", "decimal", "boolean", "date", "datetime", "enum")
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-MAX_STRING = 10_000
+MAX_STRING = 10_000  # characters of a string value, at most; a parameter's max_length may lower it
 MAX_DECIMAL_DIGITS = 38  # DuckDB's widest DECIMAL
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 # Used with fullmatch and re.ASCII: `$` alone would accept a trailing newline and `\d` any Unicode digit.
@@ -26,8 +29,13 @@ _DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", r
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _DATETIME_RE = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?", re.ASCII)
-_SPEC_KEYS = {"name", "type", "required", "default", "description", "allowed_values", "pattern"}
+_SPEC_KEYS = {"name", "type", "required", "default", "description", "allowed_values", "pattern", "max_length"}
 MAX_PATTERN = 500
+# Patterns run on caller input, so they run on RE2: linear in the value's length, whatever the pattern (no
+# backtracking: "(a+)+$" costs what "a+$" costs). RE2 has no lookarounds or backreferences; such patterns are
+# refused when an endpoint is saved.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the admin's answer, not a line on our stderr
 
 # Literals, quoted identifiers, comments and dollar-quoted strings are matched first so that a `$` inside
 # them is not taken for a placeholder; only the last alternative captures a placeholder's name.
@@ -68,10 +76,14 @@ class ParamSpec:
     default: Any = None  # canonical form (see coerce), None when there is none
     description: str = ""
     allowed_values: tuple[str, ...] = ()  # enum only
-    pattern: str = ""  # string only: a regular expression the whole value must match
+    pattern: str = ""  # string only: a regular expression (RE2 syntax) the whole value must match
+    max_length: int | None = None  # string only: at most this many characters (MAX_STRING when None)
 
     @classmethod
-    def from_dict(cls, d: Any) -> ParamSpec:
+    def from_dict(cls, d: Any, *, stored: bool = False) -> ParamSpec:
+        """Validates a definition. ``stored``: one saved earlier, read back to execute it; a pattern saved
+        before patterns were RE2 is kept (values for it are then refused: see ``_coerce_value``) rather than
+        making the endpoint unreadable."""
         if not isinstance(d, dict):
             raise DefinitionError("a parameter definition must be an object")
         name = d.get("name")
@@ -105,18 +117,25 @@ class ParamSpec:
             if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN:
                 raise DefinitionError(f"parameter '{name}': 'pattern' must be a string of at most {MAX_PATTERN} "
                                       "characters")
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise DefinitionError(f"parameter '{name}': 'pattern' is not a valid regular expression: {e}") from None
-        spec = cls(name, ptype, required, None, description, tuple(allowed), pattern)
+            problem = pattern_problem(pattern)
+            if problem and not stored:
+                raise DefinitionError(f"parameter '{name}': 'pattern' is not a valid regular expression in RE2 "
+                                      f"syntax ({problem}); lookarounds and backreferences are not supported")
+        max_length = d.get("max_length")
+        if max_length is not None:
+            if ptype != "string":
+                raise DefinitionError(f"parameter '{name}': 'max_length' is only for string parameters")
+            if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= MAX_STRING:
+                raise DefinitionError(f"parameter '{name}': 'max_length' must be an integer from 1 to {MAX_STRING}")
+        spec = cls(name, ptype, required, None, description, tuple(allowed), pattern, max_length)
         default = d.get("default")
         if default is not None:
             try:
                 default = _coerce_value(spec, default)
             except ParamError as e:
-                raise DefinitionError(f"default of {e.message[0].lower()}{e.message[1:]}") from None
-            spec = cls(name, ptype, required, default, description, tuple(allowed), pattern)
+                if not (stored and pattern_problem(pattern)):  # a stored default was checked when it was saved
+                    raise DefinitionError(f"default of {e.message[0].lower()}{e.message[1:]}") from None
+            spec = cls(name, ptype, required, default, description, tuple(allowed), pattern, max_length)
         return spec
 
     def to_dict(self) -> dict:
@@ -126,7 +145,25 @@ class ParamSpec:
             d["allowed_values"] = list(self.allowed_values)
         if self.pattern:
             d["pattern"] = self.pattern
+        if self.max_length is not None:
+            d["max_length"] = self.max_length
         return d
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> object:
+    """The pattern compiled by RE2, or why RE2 refuses it."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0] if e.args else "invalid"
+        return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why RE2 cannot compile ``pattern`` (None: it can)."""
+    compiled = _compiled(pattern)
+    return compiled if isinstance(compiled, str) else None
 
 
 def referenced_params(sql: str) -> set[str]:
@@ -288,18 +325,23 @@ def _coerce_value(spec: ParamSpec, raw: Any) -> Any:
         case "string":
             if not isinstance(raw, str):
                 raise _bad(name, "must be a string")
-            if len(raw) > MAX_STRING:
-                raise _bad(name, f"must be at most {MAX_STRING} characters")
+            limit = spec.max_length or MAX_STRING
+            if len(raw) > limit:
+                raise _bad(name, f"must be at most {limit} characters")
             if "\x00" in raw:
                 raise _bad(name, "must not contain NUL characters")
             try:
                 raw.encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates: not text; DuckDB and orjson would refuse them later
                 raise _bad(name, "must be valid Unicode text") from None
-            # re caches compiled patterns. The admin's pattern runs on caller input: one that backtracks
-            # catastrophically ("(a+)+$") is slow on long values; Python's re has no time limit.
-            if spec.pattern and not re.fullmatch(spec.pattern, raw):
-                raise _bad(name, f"must match the pattern {spec.pattern}")
+            if spec.pattern:
+                # RE2, never Python's re: the admin's pattern runs on caller input in linear time.
+                compiled = _compiled(spec.pattern)
+                if isinstance(compiled, str):  # stored before patterns were RE2: fail closed, never backtrack
+                    raise _bad(name, "cannot be checked: its pattern is not supported (RE2 syntax); the "
+                                     "endpoint's definition must be updated")
+                if not compiled.fullmatch(raw):
+                    raise _bad(name, f"must match the pattern {spec.pattern}")
             return raw
         case "integer":
             value = None

@@ -1,9 +1,11 @@
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from dataapi.params import (
+    MAX_STRING,
     DefinitionError,
     ParamError,
     ParamSpec,
@@ -417,3 +419,47 @@ def test_validate_definition():
 def test_datetime_offsets_survive_the_round_trip():
     canonical = one("datetime", "2026-01-01T10:00:00-03:00")
     assert to_bind([spec(ptype="datetime")], {"p": canonical})["p"].utcoffset() == timedelta(hours=-3)
+
+
+# --- patterns run on RE2 (linear time), checked for RE2 syntax at save ------------------------------------
+
+def test_a_pathological_pattern_answers_at_once():
+    spec = ParamSpec.from_dict({"name": "s", "type": "string", "pattern": "(a+)+$"})
+    for value in ["a" * 30 + "!", "a" * (MAX_STRING - 1) + "!"]:  # Python's re: ~30 s for the first already
+        started = time.perf_counter()
+        with pytest.raises(ParamError, match="must match the pattern"):
+            coerce([spec], {"s": value})
+        assert time.perf_counter() - started < 0.05
+    assert coerce([spec], {"s": "aaaa"}) == {"s": "aaaa"}
+
+
+@pytest.mark.parametrize("pattern", ["(?=a)a", "(?!a)b", "(?<=a)b", "(?<!a)b", r"(a)\1", "(?P<x>a)(?P=x)", "[",
+                                     "(a{1000}){1000}"])
+def test_patterns_re2_cannot_run_are_refused_at_save(pattern):
+    with pytest.raises(DefinitionError, match=r"parameter 's': 'pattern' is not a valid regular expression in RE2"):
+        ParamSpec.from_dict({"name": "s", "type": "string", "pattern": pattern})
+
+
+def test_a_stored_pattern_re2_cannot_run_refuses_values():
+    spec = ParamSpec.from_dict({"name": "s", "type": "string", "pattern": "(?=a)a+", "default": "aa"}, stored=True)
+    assert spec.default == "aa"
+    with pytest.raises(ParamError, match="'s' cannot be checked: its pattern is not supported"):
+        coerce([spec], {"s": "aaa"})
+    assert coerce([spec], {}) == {"s": "aa"}
+
+
+def test_max_length():
+    spec = ParamSpec.from_dict({"name": "s", "type": "string", "max_length": 5})
+    assert spec.to_dict()["max_length"] == 5
+    assert ParamSpec.from_dict(spec.to_dict()) == spec
+    assert coerce([spec], {"s": "abcde"}) == {"s": "abcde"}
+    with pytest.raises(ParamError, match="'s' must be at most 5 characters"):
+        coerce([spec], {"s": "abcdef"})
+    with pytest.raises(ParamError, match=f"at most {MAX_STRING} characters"):
+        coerce([ParamSpec.from_dict({"name": "s", "type": "string"})], {"s": "x" * (MAX_STRING + 1)})
+    for bad in [0, MAX_STRING + 1, "5", True]:
+        with pytest.raises(DefinitionError, match="'max_length' must be an integer"):
+            ParamSpec.from_dict({"name": "s", "type": "string", "max_length": bad})
+    with pytest.raises(DefinitionError, match="only for string"):
+        ParamSpec.from_dict({"name": "n", "type": "integer", "max_length": 3})
+    assert "max_length" not in ParamSpec.from_dict({"name": "s", "type": "string"}).to_dict()  # old shape kept
