@@ -25,14 +25,14 @@ def _rate_limited(retry_after: int) -> ApiError:
 
 
 async def api_key_login(request: Request) -> JSONResponse:
+    """The secret is checked first: a correct one always logs in, whoever failed before it from wherever.
+    A wrong one counts against its (key id, client address) pair and its address; over budget it is a 429."""
     ctx = request.app.state.ctx
     data = await read_json_object(request)
     company_slug = string_field(data, "company_slug", 63)
     key_id = string_field(data, "api_key", 64)
     secret = string_field(data, "api_secret", 256)
-    limit_keys = (f"ip:{client_address(request)}", f"key:{key_id}")
-    if (wait := ctx.limiter.retry_after(*limit_keys)) is not None:
-        raise _rate_limited(wait)
+    address = client_address(request)
 
     def login() -> dict:
         with session_scope(ctx.engine) as session:
@@ -42,23 +42,24 @@ async def api_key_login(request: Request) -> JSONResponse:
     try:
         pair = await run_in_threadpool(login)
     except identity.AuthFailed:
-        ctx.limiter.fail(*limit_keys)
+        if (wait := ctx.limiter.login_failed(address, key_id)) is not None:
+            raise _rate_limited(wait) from None
         log.info("api-key login refused for key %s", key_id[:8])
         raise unauthorized("Invalid credentials") from None
+    ctx.limiter.login_succeeded(address, key_id)
     return JSONResponse(pair)
 
 
 async def refresh(request: Request) -> JSONResponse:
+    """A valid refresh token is always taken; invalid ones count against the client address."""
     ctx = request.app.state.ctx
     data = await read_json_object(request)
     token = string_field(data, "refresh_token", 4096)
-    limit_key = f"ip:{client_address(request)}"
-    if (wait := ctx.limiter.retry_after(limit_key)) is not None:
-        raise _rate_limited(wait)
     try:
         claims = ctx.tokens.verify(token, "refresh")
     except TokenError as e:
-        ctx.limiter.fail(limit_key)
+        if (wait := ctx.limiter.refresh_failed(client_address(request))) is not None:
+            raise _rate_limited(wait) from None
         raise unauthorized(f"Invalid refresh token: {e}") from None
 
     def rotate() -> dict:

@@ -1,7 +1,10 @@
 """``/api/v1/job``: the Jobs API (vBrain dialect). Identity comes from headers; errors are ``{"error": ...}``.
 
 ``x-api-key`` carries an integration user's credential in one header: ``<api_key>.<api_secret>`` (the same key
-and secret as the Data API's login). ``organization_id`` is the company slug and must be the key's company.
+and secret as the Data API's login). ``organization_id`` is the company slug and must be the key's company;
+``username`` must be the key's user name (403 otherwise). A job belongs to the user whose key created it: only
+that user, or a holder of ``jobs:all_clients``, sees it, and then only under the ``application_id`` and
+``client_id`` it was created with. Anyone else gets the plain 404 of a missing job.
 """
 
 from __future__ import annotations
@@ -44,12 +47,15 @@ NOT_FINISHED = {"message": "Job not yet finished"}
 
 @dataclass(frozen=True)
 class Caller:
-    company_id: int
     company_slug: str
-    username: str
-    application_id: str
-    client_id: str
+    username: str  # the authenticated user's name (the header was checked against it)
+    api_key_id: int
+    scope: jobs.JobScope
     repository: Repository | None = None
+
+    @property
+    def company_id(self) -> int:
+        return self.scope.company_id
 
 
 def _json(content, status: int = 200) -> Response:
@@ -65,18 +71,28 @@ def _header(request: Request, name: str) -> str:
     return value
 
 
+def _utf8(value: str) -> str:
+    """Header values arrive decoded as Latin-1; a client sending a UTF-8 user name (``joão``) means that."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 async def _caller(request: Request, action: str, with_repository: bool = False) -> Caller:
     ctx = request.app.state.ctx
     names = (*IDENTITY_HEADERS, "repository_id") if with_repository else IDENTITY_HEADERS
     values = {name: _header(request, name) for name in names}
     key_id, _, secret = values["x-api-key"].partition(".")
-    limit_keys = (f"ip:{client_address(request)}", f"key:{key_id}")
-    if (wait := ctx.limiter.retry_after(*limit_keys)) is not None:
-        raise JobsApiError(429, "Too many failed attempts; retry later", {"Retry-After": str(wait)})
+    address = client_address(request)
 
     def check() -> Caller:
         with session_scope(ctx.engine) as session:
             principal = identity.authenticate_api_key(session, ctx.hasher, values["organization_id"], key_id, secret)
+            # The key's own user, and none other: jobs are owned by user, so the header cannot pick another.
+            if _utf8(values["username"]) != principal.user.name:
+                log.info("Jobs API: username header is not the user of key %s", key_id[:8])
+                raise JobsApiError(403, "username does not match the API key")
             if action not in principal.actions:
                 raise JobsApiError(403, "Forbidden")
             repo = None
@@ -84,20 +100,25 @@ async def _caller(request: Request, action: str, with_repository: bool = False) 
                 repo = jobs.find_repository(session, principal.company.id, values["repository_id"])
                 if repo is None:
                     raise JobsApiError(404, "Invalid repository_id")
-            return Caller(principal.company.id, principal.company.slug, values["username"],
-                          values["application_id"], values["client_id"], repo)
+            scope = jobs.JobScope(principal.company.id, values["application_id"], values["client_id"],
+                                  principal.user.id, all_users="jobs:all_clients" in principal.actions)
+            return Caller(principal.company.slug, principal.user.name, principal.api_key.id, scope, repo)
 
+    # The secret is checked first: a correct one is never refused, whoever failed before it. A wrong one counts
+    # against its (key id, client address) pair and its address, and past their budget is a 429.
     try:
-        return await run_in_threadpool(check)
+        caller = await run_in_threadpool(check)
     except identity.AuthFailed:
-        ctx.limiter.fail(*limit_keys)
+        if (wait := ctx.limiter.login_failed(address, key_id)) is not None:
+            raise JobsApiError(429, "Too many failed attempts; retry later", {"Retry-After": str(wait)}) from None
         raise JobsApiError(401, "Invalid API key") from None
+    ctx.limiter.login_succeeded(address, key_id)
+    return caller
 
 
 def _load_job(request: Request, caller: Caller) -> tuple[RepoJob, Repository]:
     with session_scope(request.app.state.ctx.engine) as session:
-        job = jobs.find_job(session, caller.company_id, caller.application_id, caller.client_id,
-                            request.path_params["job_id"])
+        job = jobs.find_job(session, caller.scope, request.path_params["job_id"])
         if job is None:
             raise JobsApiError(404, "Invalid job_id")
         return job, session.get(Repository, job.repository_id)
@@ -136,8 +157,7 @@ async def list_jobs(request: Request) -> Response:
 
     def query():
         with session_scope(request.app.state.ctx.engine) as session:
-            return jobs.list_jobs(session, caller.company_id, caller.application_id, caller.client_id,
-                                  caller.repository.id, since, until)
+            return jobs.list_jobs(session, caller.scope, caller.repository.id, since, until)
 
     return _json(await run_in_threadpool(query))
 
@@ -210,9 +230,11 @@ async def execute(request: Request) -> Response:
                                                                      "code": json.loads(repo.code)}))
         with session_scope(ctx.engine) as session:
             session.add(RepoJob(id=job_id, company_id=caller.company_id, repository_id=repo.id,
-                                application_id=caller.application_id, client_id=caller.client_id,
-                                created_by=caller.username, inputs=json.dumps(inputs), params=json.dumps(merged),
-                                has_params=params is not None, job_metadata=json.dumps(metadata)))
+                                application_id=caller.scope.application_id, client_id=caller.scope.client_id,
+                                created_by=caller.username, user_id=caller.scope.user_id,
+                                api_key_id=caller.api_key_id, inputs=json.dumps(inputs),
+                                params=json.dumps(merged), has_params=params is not None,
+                                job_metadata=json.dumps(metadata)))
 
     await run_in_threadpool(record)
     inp = JobInput(job_id, caller.company_slug, prefix, inputs, settings.job_time_limit_seconds,
@@ -342,23 +364,46 @@ routes = [
 ]
 
 
+_HEADER_DOCS = {
+    "username": "The API key's user name (else 403); the job's created_by",
+    "organization_id": "The company slug of the API key (else 401)",
+    "application_id": "Application: a job is visible only under the one it was created with",
+    "client_id": "Client: a job is visible only under the one it was created with",
+    "x-api-key": "`<api_key>.<api_secret>`; its user owns the jobs it creates (a holder of jobs:all_clients "
+                 "sees every user's)",
+    "repository_id": "The repository's id",
+}
+
+
 def _headers(with_repository: bool = False) -> list[dict]:
     names = (*IDENTITY_HEADERS, "repository_id") if with_repository else IDENTITY_HEADERS
-    return [{"name": n, "in": "header", "required": True, "schema": {"type": "string"}} for n in names]
+    return [{"name": n, "in": "header", "required": True, "description": _HEADER_DOCS[n],
+             "schema": {"type": "string"}} for n in names]
 
 
 def _resp(ok_schema: dict | None, *errors: int, ok: int = 200, media: str = "application/json") -> dict:
     out = {str(ok): {"description": "OK", "content": {media: {"schema": ok_schema or {"type": "object"}}}}}
     for status in errors:
         body = {"type": "object", "properties": {"message": {"type": "string"}}} if status == 202 else JOBS_ERROR
-        out[str(status)] = {"description": "See the Jobs API reference", "content": {"application/json": {
-            "schema": body}}}
+        out[str(status)] = {"description": _ERROR_DOCS.get(status, "See the Jobs API reference"),
+                            "content": {"application/json": {"schema": body}}}
+        if status == 429:
+            out[str(status)]["headers"] = {"Retry-After": {"description": "Seconds to wait",
+                                                           "schema": {"type": "integer"}}}
     return out
+
+
+_ERROR_DOCS = {
+    401: "Invalid API key (or not of organization_id's company)",
+    403: "The key lacks the permission, or username is not the key's user name",
+    404: "No such repository, or no such job visible to this key under this application and client",
+    429: "Too many wrong secrets for this key id from this address (a correct secret is never refused)",
+}
 
 
 _JOB_ID = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 _ZIP = {"type": "string", "format": "binary"}
-_STD = (400, 401, 403, 404, 503)  # 503: the metadata store or Temporal is unreachable
+_STD = (400, 401, 403, 404, 429, 503)  # 503: the metadata store or Temporal is unreachable
 
 
 def _op(summary: str, responses: dict, params: list, body: dict | None = None) -> dict:

@@ -1,7 +1,8 @@
 """``python -m bench.authcheck [--out bench/results/authcheck.json]``: auth hardening figures, under a minute.
 
 Against real ``dataapi api`` processes (uvicorn, loopback, a real SQLite store in a temp var dir), started with
-the defaults of the failure limiter (10 failures per client address and per API key id in a 60 s window) and
+the defaults of the failure limiter (10 wrong secrets per (API key id, client address) and 100 per client
+address across key ids, in a 60 s window; the secret is checked first, so a correct one is never refused) and
 of the access token (600 s), and a second one with a 3 s window to show the limit lifting. The limiter lives
 in the API process and keys on the address the server sees, so it is measured over real connections from
 distinct loopback source addresses (127.0.0.x, 127.0.1.x: the whole 127/8 is local on Linux) rather than an
@@ -9,10 +10,11 @@ in-process app. No Temporal server is started: the auth routes, the Admin API's 
 Jobs API's credential check never reach it (``DATAAPI_API_QUERY_WORKER=false``).
 
 Measured:
-- failed logins accepted (401) per client address and per key before the first 429, and the Retry-After given;
-- whether a correct secret is still refused while its address or key is limited, and that other addresses
-  and keys are not; the same for refresh (per address) and the Jobs API's ``x-api-key`` (same limiter);
-- with a 3 s window: waiting the Retry-After is enough to log in again;
+- wrong secrets accepted (401) per (key id, address) and per address across key ids before the first 429, and
+  the Retry-After given; that wrong secrets for one key spread over addresses are never limited as a whole;
+- that a correct secret is never refused: from the limited address, for the limited key, on login and on the
+  Jobs API's ``x-api-key`` (same limiter); a valid refresh token from an address limited for invalid ones;
+- with a 3 s window: after waiting the Retry-After, failing attempts are answered 401 again;
 - revocation: revoking a key (Admin API ``DELETE /api/v1/admin/keys/{key_id}``) or disabling its user
   (``dataapi users disable``), then the time until the next refresh fails, the login and the Jobs API too;
 - the access token after revocation: still accepted (stateless, verified without a database read) and for
@@ -46,7 +48,7 @@ from dataapi.settings import Settings
 RESULTS = Path(__file__).resolve().parent / "results"
 COMPANY = "authcheck"
 LOGIN, REFRESH, PERMISSIONS = "/api/v1/auth/api-key", "/api/v1/auth/refresh", "/api/v1/auth/permissions"
-CAP = 100  # stop counting failures here: no limit at all
+CAP = 200  # stop counting failures here: no limit at all
 
 
 def log(message: str) -> None:
@@ -87,7 +89,7 @@ def _key_body(creds: dict, **change) -> dict:
 
 
 def _jobs_headers(creds: dict, secret: str | None = None) -> dict:
-    return {"username": "authcheck", "organization_id": COMPANY, "application_id": "app", "client_id": "client",
+    return {"username": creds["user"], "organization_id": COMPANY, "application_id": "app", "client_id": "client",
             "x-api-key": f"{creds['api_key']}.{secret or creds['api_secret']}"}
 
 
@@ -157,66 +159,71 @@ def rate_limits(api: Api, creds: dict, fresh: Addresses, settings: Settings, che
     limit, window = settings.auth_max_failures, settings.auth_failure_window_seconds
     victim, bystander = creds["victim"], creds["bystander"]
 
-    # per client address: unknown keys (every failure on another key id), one address
+    # per (key id, address): wrong secrets for one key from one address
+    addr = fresh()
+    n, r429, statuses = count_until_429(lambda i: api.client(addr).post(LOGIN, json=_key_body(
+        victim, api_secret=f"wrong-{i}")))
+    check.add("wrong secrets per (key id, address) before 429", n, f"{limit} (then 429)",
+              n == limit and set(statuses) == {401})
+    check.add("Retry-After of the pair limit (s)", _retry_after(r429), f"1..{window:g}",
+              r429 is not None and 1 <= _retry_after(r429) <= window)
+    r = api.client(fresh()).post(LOGIN, json=_key_body(victim))
+    check.add("the owner's correct secret, another address", r.status_code, "200", r.status_code == 200)
+    r = api.client(addr).get("/api/v1/job/x/result", headers=_jobs_headers(victim))
+    check.add("the owner's x-api-key from the limited address", r.status_code, "404 (accepted; no such job)",
+              r.status_code == 404)
+    r = api.client(addr).post(LOGIN, json=_key_body(victim))
+    check.add("the owner's correct secret from the limited address", r.status_code, "200", r.status_code == 200)
+
+    # per key, spread over addresses: never limited as a whole (that would let anyone lock the owner out)
+    statuses = [api.client(fresh()).post(LOGIN, json=_key_body(victim, api_secret=f"spread-{i}")).status_code
+                for i in range(3 * limit)]
+    check.add("wrong secrets for one key, each from a new address", f"{len(statuses)} x {sorted(set(statuses))}",
+              "all 401 (no lock-out per key)", set(statuses) == {401})
+
+    # per address across key ids (spraying)
     addr = fresh()
     n, r429, _ = count_until_429(lambda i: api.client(addr).post(LOGIN, json=_key_body(
         victim, api_key=f"s42_{i:020d}")))
-    check.add("login failures accepted per client address before 429", n, f"{limit} (then 429)", n == limit)
-    check.add("Retry-After of the address limit (s)", _retry_after(r429), f"1..{window:g}",
-              r429 is not None and 1 <= _retry_after(r429) <= window)
+    check.add("wrong secrets per address across key ids before 429", n, f"{10 * limit} (then 429)",
+              n == 10 * limit)
     r = api.client(addr).post(LOGIN, json=_key_body(bystander))
-    check.add("correct secret from the limited address", r.status_code, "429 (refused while limited)",
-              r.status_code == 429)
-    r = api.client(addr).get("/api/v1/job/x/result", headers=_jobs_headers(creds["jobs"]))
-    check.add("Jobs API x-api-key from the limited address", r.status_code, "429 (same limiter)", r.status_code == 429)
-    r = api.client(fresh()).post(LOGIN, json=_key_body(bystander))
-    check.add("same correct secret from another address", r.status_code, "200", r.status_code == 200)
+    check.add("a correct secret from the spraying address", r.status_code, "200", r.status_code == 200)
+    r = api.client(fresh()).post(LOGIN, json=_key_body(bystander, api_secret=f"wrong-{0}"))
+    check.add("a wrong secret from another address meanwhile", r.status_code, "401", r.status_code == 401)
 
-    # per key: wrong secrets for one key, every attempt from a new address
-    n, r429, _ = count_until_429(lambda i: api.client(fresh()).post(LOGIN, json=_key_body(
-        victim, api_secret=f"wrong-{i}")))
-    check.add("login failures accepted per key (each from a new address) before 429", n, f"{limit} (then 429)",
-              n == limit)
-    check.add("Retry-After of the key limit (s)", _retry_after(r429), f"1..{window:g}",
-              r429 is not None and 1 <= _retry_after(r429) <= window)
+    # the Jobs API's x-api-key counts on the same limiter
     addr = fresh()
-    r = api.client(addr).post(LOGIN, json=_key_body(victim))
-    check.add("correct secret of the limited key (fresh address)", r.status_code, "429 (refused while limited)",
-              r.status_code == 429)
-    r = api.client(addr).get("/api/v1/job/x/result", headers=_jobs_headers(victim))
-    check.add("Jobs API with the limited key's correct secret", r.status_code, "429", r.status_code == 429)
-    r = api.client(addr).post(LOGIN, json=_key_body(bystander))
-    check.add("another key from that address", r.status_code, "200", r.status_code == 200)
-
-    # the Jobs API's x-api-key counts on the same limiter, per key
-    n, r429, statuses = count_until_429(lambda i: api.client(fresh()).get(
+    n, r429, statuses = count_until_429(lambda i: api.client(addr).get(
         "/api/v1/job/x/result", headers=_jobs_headers(creds["jobs"], secret=f"wrong-{i}")))
-    check.add("Jobs API x-api-key failures per key before 429", n, f"{limit} (then 429)",
-              n == limit and set(statuses) == {401})
+    check.add("Jobs API wrong x-api-key per (key id, address) before 429", n, f"{limit} (then 429)",
+              n == limit and set(statuses) == {401} and _retry_after(r429) is not None)
+    r = api.client(addr).get("/api/v1/job/x/result", headers=_jobs_headers(creds["jobs"]))
+    check.add("Jobs API correct x-api-key from that address", r.status_code, "404 (accepted; no such job)",
+              r.status_code == 404)
 
-    # refresh: invalid tokens, per client address
+    # refresh: invalid tokens, per client address; a valid one is always taken
     pair = api.client(fresh()).post(LOGIN, json=_key_body(creds["refresher"])).json()
     addr = fresh()
     n, r429, _ = count_until_429(lambda i: api.client(addr).post(REFRESH, json={"refresh_token": f"x.y.{i}"}))
-    check.add("refresh failures accepted per client address before 429", n, f"{limit} (then 429)", n == limit)
+    check.add("invalid refresh tokens per client address before 429", n, f"{limit} (then 429)", n == limit)
     r = api.client(addr).post(REFRESH, json={"refresh_token": pair["refresh_token"]})
-    check.add("valid refresh token from the limited address", r.status_code, "429", r.status_code == 429)
-    r = api.client(fresh()).post(REFRESH, json={"refresh_token": pair["refresh_token"]})
-    check.add("same valid refresh token from another address", r.status_code, "200", r.status_code == 200)
+    check.add("valid refresh token from that address", r.status_code, "200", r.status_code == 200)
 
 
 def window_lifts(api: Api, creds: dict, fresh: Addresses, window: float, limit: int, check: Check) -> None:
     addr, other = fresh(), creds["window"]
     n, r429, _ = count_until_429(lambda i: api.client(addr).post(LOGIN, json=_key_body(
-        other, api_key=f"s42_{i:020d}")))
+        other, api_secret=f"wrong-{i}")))
     wait = _retry_after(r429)
     check.add(f"{window:g} s window: failures before 429, Retry-After", f"{n}, {wait} s",
               f"{limit}, 1..{window:g} s", n == limit and wait is not None and 1 <= wait <= window)
     if wait is None:
         return
     time.sleep(wait)
-    r = api.client(addr).post(LOGIN, json=_key_body(other))
-    check.add("login after waiting Retry-After", r.status_code, "200", r.status_code == 200)
+    r = api.client(addr).post(LOGIN, json=_key_body(other, api_secret=f"wrong-{limit}"))
+    check.add("a wrong secret after waiting Retry-After", r.status_code, "401 (counted afresh)",
+              r.status_code == 401)
 
 
 def revocation(api: Api, creds: dict, fresh: Addresses, settings: Settings, env: dict, check: Check) -> dict:

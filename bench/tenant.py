@@ -46,7 +46,7 @@ class Tenant:
         return {"company_slug": self.company, "api_key": self.api_key, "api_secret": self.api_secret}
 
     def jobs_headers(self) -> dict:
-        return {"username": "bench", "organization_id": self.company, "application_id": APPLICATION_ID,
+        return {"username": USER, "organization_id": self.company, "application_id": APPLICATION_ID,
                 "client_id": CLIENT_ID, "repository_id": REPOSITORY_ID,
                 "x-api-key": f"{self.api_key}.{self.api_secret}"}
 

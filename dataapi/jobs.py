@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,20 +92,37 @@ def list_repositories(session: Session, company_id: int) -> list[Repository]:
 
 # --- jobs --------------------------------------------------------------------------------------------
 
-def find_job(session: Session, company_id: int, application_id: str, client_id: str, job_id: str) -> RepoJob | None:
-    """A job is visible only under the organization, application and client that created it."""
+@dataclass(frozen=True)
+class JobScope:
+    """The jobs a Jobs API caller may see: its company's, under the application and client it names, and its own
+    (its user's) unless it holds ``jobs:all_clients``. The application and client narrow what the caller may
+    see; they never widen it."""
+
+    company_id: int
+    application_id: str
+    client_id: str
+    user_id: int
+    all_users: bool = False
+
+    def allows(self, job: RepoJob) -> bool:
+        return (job.status != "deleted" and job.company_id == self.company_id
+                and job.application_id == self.application_id and job.client_id == self.client_id
+                and (self.all_users or job.user_id == self.user_id))
+
+
+def find_job(session: Session, scope: JobScope, job_id: str) -> RepoJob | None:
+    """The job when the scope allows it, else None: a job the caller may not see and a missing one look alike."""
     job = session.get(RepoJob, job_id) if len(job_id) <= 64 else None
-    if (job is None or job.status == "deleted" or job.company_id != company_id
-            or job.application_id != application_id or job.client_id != client_id):
-        return None
-    return job
+    return job if job is not None and scope.allows(job) else None
 
 
-def list_jobs(session: Session, company_id: int, application_id: str, client_id: str, repository_id: int,
+def list_jobs(session: Session, scope: JobScope, repository_id: int,
               since: datetime | None, until: datetime | None) -> list[str]:
     query = select(RepoJob.id).where(
-        RepoJob.company_id == company_id, RepoJob.application_id == application_id, RepoJob.client_id == client_id,
-        RepoJob.repository_id == repository_id, RepoJob.status != "deleted")
+        RepoJob.company_id == scope.company_id, RepoJob.application_id == scope.application_id,
+        RepoJob.client_id == scope.client_id, RepoJob.repository_id == repository_id, RepoJob.status != "deleted")
+    if not scope.all_users:
+        query = query.where(RepoJob.user_id == scope.user_id)
     if since is not None:
         query = query.where(RepoJob.created_at >= since)
     if until is not None:

@@ -190,8 +190,10 @@ class Repository(SQLModel, table=True):
 
 
 class RepoJob(SQLModel, table=True):
-    """One run of a repository; its id (a UUID) is the Temporal workflow id. Visible only under the same
-    organization (company), application and client."""
+    """One run of a repository; its id (a UUID) is the Temporal workflow id. Owned by the user whose API key
+    created it (``user_id``, ``api_key_id``); visible to that user, or to a holder of ``jobs:all_clients``, and
+    then only under the same application and client. ``user_id`` is empty for jobs created before ownership
+    was recorded: only ``jobs:all_clients`` sees those."""
 
     __tablename__ = "repo_jobs"
     id: str = Field(max_length=64, primary_key=True)
@@ -199,7 +201,9 @@ class RepoJob(SQLModel, table=True):
     repository_id: int = Field(foreign_key="repositories.id", index=True)
     application_id: str = Field(max_length=200)
     client_id: str = Field(max_length=200)
-    created_by: str = Field(max_length=200)
+    created_by: str = Field(max_length=200)  # the owner's user name, as the seed shows it
+    user_id: int | None = Field(default=None, foreign_key="users.id", index=True)
+    api_key_id: int | None = Field(default=None, foreign_key="api_keys.id")
     status: str = Field(default="processing", max_length=20)  # processing | completed | failed | deleted
     inputs: str = "[]"  # JSON list of input file names
     params: str = "{}"

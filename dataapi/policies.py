@@ -8,12 +8,14 @@ ACTIONS: dict[str, str] = {
     "data_api:get_job": "Read an execution job of a visualization endpoint",
     "admin:users": "Manage the company's users and their policies",
     "admin:keys": "Create and revoke the company's API keys",
-    "admin:endpoints": "Create, change and list visualization endpoints and share contexts",
+    "admin:endpoints": "Create, change and list visualization endpoints",
+    "admin:share_contexts": "Create, list and remove share contexts (the rows a user may see)",
     "admin:repositories": "Register and change job repositories",
     "admin:webhooks": "Read and rotate the company's webhook signing secret",
     "jobs:execute": "Create jobs of the company's repositories (Jobs API)",
     "jobs:read": "List jobs and read their status, result, params, output and logs",
     "jobs:delete": "Delete jobs (a running one is cancelled)",
+    "jobs:all_clients": "List, read and delete every Jobs API job of the company, not only one's own",
 }
 
 _DATA_API = ("data_api:execute", "data_api:get_job")

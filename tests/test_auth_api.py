@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 import uuid
 
 import httpx
@@ -186,58 +187,147 @@ async def test_body_over_the_limit_is_413(client, settings, path):
     assert r.status_code == 400  # read, then refused for its missing fields
 
 
-# --- rate limiting ---------------------------------------------------------------------------------------
+# --- rate limiting: only failing attempts are counted, slowed or refused -----------------------------------
 
-async def test_failures_are_limited_per_client_address(limited_app):
+JOB_PROBE = "/api/v1/job/00000000-0000-0000-0000-000000000000/result"  # a 404 once the key is accepted
+
+
+def jobs_headers(creds: Credentials, secret: str | None = None, key_id: str | None = None) -> dict:
+    return {"username": creds.user_name, "organization_id": creds.company_slug, "application_id": "app",
+            "client_id": "client", "x-api-key": f"{key_id or creds.api_key}.{secret or creds.api_secret}"}
+
+
+async def test_wrong_secrets_for_a_key_never_lock_its_owner_out(app):
+    """The default budget (10 per key id and address): ten wrong secrets for K from X, then the owner's correct
+    secret answers 200 from Y and from X too. Only the eleventh wrong one is refused, with 429 Retry-After."""
+    creds = new_identity(app)
+    wrong = {**creds.login_body(), "api_secret": "wrong-secret"}
+    async with client_for(app, "192.0.2.1") as x, client_for(app, "192.0.2.2") as y:
+        for _ in range(10):
+            assert (await x.post(LOGIN, json=wrong)).status_code == 401
+        r = await x.post(LOGIN, json=wrong)
+        assert r.status_code == 429, r.text
+        assert r.json() == {"code": "RATE_LIMITED", "message": "Too many failed attempts; retry later"}
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        assert (await y.post(LOGIN, json=creds.login_body())).status_code == 200
+        assert (await y.post(LOGIN, json=wrong)).status_code == 401  # Y's own pair is untouched
+        assert (await x.post(LOGIN, json=wrong)).status_code == 429  # still over budget from X
+        assert (await x.post(LOGIN, json=creds.login_body())).status_code == 200
+        assert (await x.post(LOGIN, json=wrong)).status_code == 401  # the owner's success cleared X's pair
+
+
+async def test_wrong_secrets_for_many_keys_from_one_address_never_refuse_a_correct_one(app):
+    creds = new_identity(app)
+    async with client_for(app, "192.0.2.3") as x:
+        for i in range(10):
+            body = {**creds.login_body(), "api_key": f"s42_{i:020d}"}  # each on another key id
+            assert (await x.post(LOGIN, json=body)).status_code == 401
+        for _ in range(10):
+            assert (await x.post(LOGIN, json={**creds.login_body(), "api_secret": "wrong"})).status_code == 401
+        assert (await x.post(LOGIN, json=creds.login_body())).status_code == 200
+
+
+async def test_an_address_spraying_key_ids_is_refused_past_ten_times_the_budget(limited_app):
+    """3 per pair: an address may fail 30 times across key ids; the 31st failure is a 429, a correct secret
+    from that address still logs in, and another address is unaffected."""
     creds = new_identity(limited_app)
     async with client_for(limited_app, "192.0.2.10") as a, client_for(limited_app, "192.0.2.11") as b:
-        for i in range(3):
-            body = {**creds.login_body(), "api_key": f"s42_{i:020d}"}  # other keys: only the address counts
-            assert (await a.post(LOGIN, json=body)).status_code == 401
-        r = await a.post(LOGIN, json=creds.login_body())
-        assert r.status_code == 429, r.text
-        assert r.json()["code"] == "RATE_LIMITED" and set(r.json()) == {"code", "message"}
-        assert r.headers["retry-after"] == "1"
-        assert (await b.post(LOGIN, json=creds.login_body())).status_code == 200
+        for i in range(30):
+            body = {**creds.login_body(), "api_key": f"s42_{i:020d}"}
+            assert (await a.post(LOGIN, json=body)).status_code == 401, i
+        r = await a.post(LOGIN, json={**creds.login_body(), "api_key": f"s42_{99:020d}"})
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert (await a.post(LOGIN, json=creds.login_body())).status_code == 200
+        assert (await b.post(LOGIN, json={**creds.login_body(), "api_secret": "wrong"})).status_code == 401
 
         await asyncio.sleep(1.05)  # the 1 s window passes
-        assert (await a.post(LOGIN, json=creds.login_body())).status_code == 200
+        assert (await a.post(LOGIN, json={**creds.login_body(), "api_secret": "wrong"})).status_code == 401
 
 
-async def test_failures_are_limited_per_key(limited_app):
-    creds, other = new_identity(limited_app), new_identity(limited_app)
-    for i in range(3):
+async def test_the_answers_never_tell_whether_a_key_exists(limited_app):
+    """Wrong secrets for an existing key and for a key id nobody holds: the same statuses, bodies and headers."""
+    creds = new_identity(limited_app)
+    answers = []
+    for n, key_id in enumerate((creds.api_key, "s42_" + "Q" * 20)):
+        async with client_for(limited_app, f"192.0.2.{60 + n}") as c:
+            seen = []
+            for _ in range(5):
+                r = await c.post(LOGIN, json={**creds.login_body(), "api_key": key_id, "api_secret": "wrong"})
+                seen.append((r.status_code, r.json(), r.headers.get("retry-after")))
+            answers.append(seen)
+    assert [s for s, _, _ in answers[0]] == [401, 401, 401, 429, 429]
+    assert answers[0] == answers[1]
+
+
+async def test_failures_spread_over_addresses_do_not_limit_a_key(limited_app):
+    creds = new_identity(limited_app)
+    wrong = {**creds.login_body(), "api_secret": "wrong"}
+    for i in range(6):
         async with client_for(limited_app, f"192.0.2.{20 + i}") as c:
-            assert (await c.post(LOGIN, json={**creds.login_body(), "api_secret": "wrong"})).status_code == 401
+            assert (await c.post(LOGIN, json=wrong)).status_code == 401
     async with client_for(limited_app, "192.0.2.30") as c:
-        r = await c.post(LOGIN, json=creds.login_body())
-        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-        assert (await c.post(LOGIN, json=other.login_body())).status_code == 200
+        assert (await c.post(LOGIN, json=wrong)).status_code == 401
+        assert (await c.post(LOGIN, json=creds.login_body())).status_code == 200
 
 
 async def test_forwarded_address_is_the_one_the_proxy_saw(settings, engine):
     """Behind a proxy, the client can put anything in front of X-Forwarded-For; only the last entry counts."""
     app = create_app(settings.model_copy(update={"auth_max_failures": 3, "trust_forwarded_for": True}), engine)
     creds = new_identity(app)
+    wrong = {**creds.login_body(), "api_secret": "wrong"}
     async with client_for(app, "10.0.0.1") as proxy:
         for i in range(3):
             forwarded = {"x-forwarded-for": f"203.0.113.{i}, 192.0.2.50"}
-            body = {**creds.login_body(), "api_key": f"s42_{i:020d}"}
-            assert (await proxy.post(LOGIN, json=body, headers=forwarded)).status_code == 401
+            assert (await proxy.post(LOGIN, json=wrong, headers=forwarded)).status_code == 401
         forwarded = {"x-forwarded-for": "203.0.113.99, 192.0.2.50"}
-        assert (await proxy.post(LOGIN, json=creds.login_body(), headers=forwarded)).status_code == 429
+        assert (await proxy.post(LOGIN, json=wrong, headers=forwarded)).status_code == 429
+        assert (await proxy.post(LOGIN, json=creds.login_body(), headers=forwarded)).status_code == 200
         other = {"x-forwarded-for": "192.0.2.51"}  # another client behind the same proxy
-        assert (await proxy.post(LOGIN, json=creds.login_body(), headers=other)).status_code == 200
+        assert (await proxy.post(LOGIN, json=wrong, headers=other)).status_code == 401
 
 
-async def test_refresh_failures_are_limited(limited_app):
+async def test_jobs_api_key_failures_never_lock_its_owner_out(app):
+    """The same for the Jobs API's x-api-key: ten wrong secrets for K from X, the eleventh is 429 with
+    Retry-After in the seed's shape; the owner's key is accepted from Y and from X (404: no such job)."""
+    creds = new_identity(app, policies=("JobsAPIConsumer",))
+    async with client_for(app, "192.0.2.70") as x, client_for(app, "192.0.2.71") as y:
+        for _ in range(10):
+            r = await x.get(JOB_PROBE, headers=jobs_headers(creds, secret="wrong"))
+            assert (r.status_code, r.json()) == (401, {"error": "Invalid API key"})
+        r = await x.get(JOB_PROBE, headers=jobs_headers(creds, secret="wrong"))
+        assert (r.status_code, r.json()) == (429, {"error": "Too many failed attempts; retry later"})
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        for c in (y, x):
+            r = await c.get(JOB_PROBE, headers=jobs_headers(creds))
+            assert (r.status_code, r.json()) == (404, {"error": "Invalid job_id"})
+        # many key ids from one address, then the owner's key from there
+        for i in range(10):
+            r = await y.get(JOB_PROBE, headers=jobs_headers(creds, key_id=f"s42_{i:020d}", secret="wrong"))
+            assert r.status_code == 401
+        assert (await y.get(JOB_PROBE, headers=jobs_headers(creds))).status_code == 404
+
+
+async def test_login_and_jobs_api_failures_count_on_the_same_pair(limited_app):
+    """A wrong x-api-key and a wrong login for the same key id from the same address add up."""
+    creds = new_identity(limited_app, policies=("JobsAPIConsumer",))
+    async with client_for(limited_app, "192.0.2.80") as c:
+        for _ in range(2):
+            assert (await c.get(JOB_PROBE, headers=jobs_headers(creds, secret="wrong"))).status_code == 401
+        assert (await c.post(LOGIN, json={**creds.login_body(), "api_secret": "wrong"})).status_code == 401
+        assert (await c.post(LOGIN, json={**creds.login_body(), "api_secret": "wrong"})).status_code == 429
+        assert (await c.get(JOB_PROBE, headers=jobs_headers(creds, secret="wrong"))).status_code == 429
+        assert (await c.get(JOB_PROBE, headers=jobs_headers(creds))).status_code == 404
+
+
+async def test_refresh_failures_are_limited_but_a_valid_token_is_always_taken(limited_app):
     creds = new_identity(limited_app)
     async with client_for(limited_app, "192.0.2.40") as c:
         pair = (await c.post(LOGIN, json=creds.login_body())).json()
         for _ in range(3):
             assert (await c.post(REFRESH, json={"refresh_token": "not.a.token"})).status_code == 401
-        r = await c.post(REFRESH, json={"refresh_token": pair["refresh_token"]})
-        assert r.status_code == 429 and "retry-after" in r.headers
+        r = await c.post(REFRESH, json={"refresh_token": "not.a.token"})
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert (await c.post(REFRESH, json={"refresh_token": pair["refresh_token"]})).status_code == 200
 
 
 class Clock:
@@ -253,32 +343,60 @@ def test_limiter_window_slides():
     limiter = FailureLimiter(3, 10, clock=clock)
     for t in (0, 1, 2):
         clock.now = 1000 + t
-        assert limiter.retry_after("ip:a") is None
-        limiter.fail("ip:a")
-    assert limiter.retry_after("ip:a") == 8  # the oldest failure leaves the window at t=10
-    assert limiter.retry_after("ip:b") is None
-    assert limiter.retry_after("ip:b", "ip:a") == 8  # any limited key refuses
+        assert limiter.login_failed("a", "k") is None
+    assert limiter.login_failed("a", "k") == 8  # the oldest failure leaves the window at t=10
+    assert limiter.login_failed("b", "k") is None  # another address, another pair
+    assert limiter.login_failed("a", "other") is None  # the address has room for 30
     clock.now = 1009.5
-    assert limiter.retry_after("ip:a") == 1
+    assert limiter.login_failed("a", "k") == 1
     clock.now = 1010
-    assert limiter.retry_after("ip:a") is None
-    limiter.fail("ip:a")
-    assert limiter.retry_after("ip:a") == 1  # t=1 leaves at 11
+    assert limiter.login_failed("a", "k") is None  # counted at t=10: leaves at 20
+    assert limiter.login_failed("a", "k") == 1  # t=1 leaves at 11
+
+
+def test_limiter_success_clears_the_pair_only():
+    clock = Clock()
+    limiter = FailureLimiter(2, 10, clock=clock)
+    for i in range(18):
+        assert limiter.login_failed("a", f"k{i}") is None
+    assert limiter.login_failed("a", "k0") is None  # the address's 19th
+    assert limiter.login_failed("a", "k0") == 10  # k0 from a: 2 failures
+    limiter.login_succeeded("a", "k0")
+    assert limiter.login_failed("a", "k0") is None  # the 20th failure of the address
+    assert limiter.login_failed("a", "k99") == 10  # the address's 20 stay: success bought no more guesses
 
 
 def test_limiter_retry_after_is_enough_when_failures_overshoot():
-    """Concurrent requests can all pass the check and fail: waiting Retry-After must then be enough."""
+    """Failures recorded without the check (fail()) can exceed the budget: waiting Retry-After is then enough."""
     clock = Clock()
     limiter = FailureLimiter(2, 10, clock=clock)
     for t in (0, 5, 6):
         clock.now = 1000 + t
-        limiter.fail("key:k")
-    wait = limiter.retry_after("key:k")
+        limiter.fail("pair:k")
+    wait = limiter.retry_after("pair:k")
     assert wait == 9  # until the failure at t=5 leaves the window
     clock.now += wait - 0.5
-    assert limiter.retry_after("key:k") is not None
+    assert limiter.retry_after("pair:k") is not None
     clock.now += 0.5
-    assert limiter.retry_after("key:k") is None
+    assert limiter.retry_after("pair:k") is None
+
+
+def test_concurrent_failures_never_overshoot_the_budget():
+    limiter = FailureLimiter(5, 60)
+    results: list[int | None] = []
+    lock = threading.Lock()
+
+    def attempt():
+        r = limiter.login_failed("a", "k")
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=attempt) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(None) == 5 and len(results) == 50
 
 
 # --- refresh ---------------------------------------------------------------------------------------------

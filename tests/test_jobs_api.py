@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import time
 import uuid
@@ -23,6 +22,7 @@ from dataapi.jobs import upsert_repository
 from dataapi.models import RepoJob
 from tests.conftest import app_and_client, unique_slug
 from tests.test_query_durability import _until, _worker_process
+from tests.test_runners import host_processes
 from worker import build_job_worker
 
 SQL_REPO = {
@@ -32,11 +32,15 @@ SQL_REPO = {
              "outputs": ["resumo"],
              "result": "SELECT count(*) AS regioes, (SELECT count(*) FROM metas) AS metas FROM resumo"},
 }
-SLOW_PY = {"files": {"main.py": "import json, os, pathlib, time\n"
+# Sandboxed, a job sees its own folder only and pids of its own: it marks its start there with a token of this
+# run, and sleeps in a `sleep <seconds>.<tag>` that the test finds (or not) among the host's processes.
+SLOW_PY = {"files": {"main.py": "import json, pathlib, subprocess, uuid\n"
                                  "p = json.loads(pathlib.Path('params.json').read_text())\n"
-                                 "pathlib.Path(p['pid_file']).write_text(str(os.getpid()))\n"
-                                 "time.sleep(p.get('sleep', 3))\n"
-                                 "pathlib.Path('result.json').write_text(json.dumps({'slept': p.get('sleep', 3)}))\n"},
+                                 "run = uuid.uuid4().hex\n"
+                                 "pathlib.Path('started').write_text(run)\n"
+                                 "subprocess.run(['sleep', f\"{p.get('sleep', 3)}.{p.get('tag', 0)}\"], check=True)\n"
+                                 "pathlib.Path('result.json').write_text(json.dumps({'slept': p.get('sleep', 3), "
+                                 "'run': run}))\n"},
            "entry_point": "main.py"}
 FAILING_PY = {"files": {"main.py": "import sys\nprint('about to fail')\nprint('bad input', file=sys.stderr)\n"
                                    "sys.exit(3)\n"}, "entry_point": "main.py"}
@@ -50,11 +54,13 @@ class Org:
 
         self.app, self.api, self.ctx = app, api, app.state.ctx
         self.slug = unique_slug("org")
+        self.user = "jobs-user"
         with session_scope(self.ctx.engine) as s:
             company = identity.create_company(s, self.slug)
             self.company_id = company.id
-            user = identity.create_user(s, company, "jobs-user", list(policies))
+            user = identity.create_user(s, company, self.user, list(policies))
             key, secret = identity.create_api_key(s, self.ctx.hasher, company, user)
+            self.user_id, self.api_key_id = user.id, key.id
             demo = {"files": {"main.py": (DEMO / "repository" / "main.py").read_text()}, "entry_point": "main.py"}
             for repo in ({**REPOSITORY, "code": demo}, SQL_REPO,
                          {"id": "lento", "name": "Lento", "runner": "python", "code": SLOW_PY},
@@ -62,8 +68,16 @@ class Org:
                 upsert_repository(s, company.id, repo, validate_code)
         self.key = f"{key.key_id}.{secret}"
 
+    def add_user(self, name: str, policies=("JobsAPIConsumer",)) -> dict:
+        """Another user of the same company with its own key: the header overrides that make its requests."""
+        with session_scope(self.ctx.engine) as s:
+            company = identity.require_company(s, self.slug)
+            user = identity.create_user(s, company, name, list(policies))
+            key, secret = identity.create_api_key(s, self.ctx.hasher, company, user)
+        return {"username": name, "x-api-key": f"{key.key_id}.{secret}"}
+
     def headers(self, repository: str | None = REPOSITORY["id"], application="app-1", client="client-1", **over):
-        h = {"username": "ana", "organization_id": self.slug, "application_id": application, "client_id": client,
+        h = {"username": self.user, "organization_id": self.slug, "application_id": application, "client_id": client,
              "x-api-key": self.key}
         if repository is not None:
             h["repository_id"] = repository
@@ -130,7 +144,7 @@ async def test_python_repository_end_to_end(org):
     info = (await org.api.get(f"/api/v1/job/{job_id}", headers=org.headers(None))).json()
     assert info["job_id"] == job_id and info["status"] == "completed"
     assert info["repository_id"] == REPOSITORY["id"] and info["name"] == "Test Repository"
-    assert info["input"] == ["vendas.csv"] and info["created_by"] == "ana" and info["params"] is True
+    assert info["input"] == ["vendas.csv"] and info["created_by"] == org.user and info["params"] is True
     assert info["metadata"] == {"origem": "teste"}
     assert len(info["created_on"]) == 19 and info["created_on"][10] == "_"
 
@@ -236,6 +250,98 @@ async def test_isolation_across_organizations_applications_and_clients(org, jobs
     assert (await api.get("/api/v1/job", headers=org.headers())).json() == [job_id]
 
 
+JOB_PATHS = ("", "/result", "/params", "/output", "/logs")
+
+
+def _row(org: Org, job_id: str) -> RepoJob:
+    with session_scope(org.ctx.engine) as s:
+        return s.get(RepoJob, job_id)
+
+
+async def test_jobs_belong_to_the_keys_user_not_to_the_headers(org, jobs_app):
+    """A second JobsAPIConsumer key of the same company, sending the owner's application_id and client_id and any
+    username, neither lists, reads, downloads nor deletes the first user's job: the plain 404 of a missing job."""
+    app, api = jobs_app
+    job_id = (await org.submit(params={"a": 1, "b": 1})).json()["job_id"]
+    assert (await org.finished(job_id)).status_code == 200
+
+    colleague = org.add_user("colega")
+    for path in JOB_PATHS:
+        r = await api.get(f"/api/v1/job/{job_id}{path}", headers=org.headers(None, **colleague))
+        assert (r.status_code, r.json()) == (404, {"error": "Invalid job_id"}), path
+    assert (await api.get("/api/v1/job", headers=org.headers(**colleague))).json() == []
+    r = await api.delete(f"/api/v1/job/{job_id}", headers=org.headers(None, **colleague))
+    assert (r.status_code, r.json()) == (404, {"error": "Invalid job_id"})
+
+    # the colleague's key with the owner's username is refused outright
+    as_owner = {**colleague, "username": org.user}
+    for method, path in (("GET", ""), ("GET", "/result"), ("DELETE", "")):
+        r = await api.request(method, f"/api/v1/job/{job_id}{path}", headers=org.headers(None, **as_owner))
+        assert (r.status_code, r.json()) == (403, {"error": "username does not match the API key"})
+    r = await api.get("/api/v1/job", headers=org.headers(**as_owner))
+    assert r.status_code == 403
+
+    # the colleague's own job: its own, invisible to the first user
+    mine = (await org.submit(params={"a": 2, "b": 2}, **colleague)).json()["job_id"]
+    assert _row(org, mine).created_by == "colega"
+    assert (await api.get("/api/v1/job", headers=org.headers(**colleague))).json() == [mine]
+    assert (await api.get(f"/api/v1/job/{mine}", headers=org.headers(None))).status_code == 404
+    await org.finished(mine, **colleague)
+
+    # the owner still has everything
+    assert (await api.get("/api/v1/job", headers=org.headers())).json() == [job_id]
+    for path in JOB_PATHS:
+        assert (await api.get(f"/api/v1/job/{job_id}{path}", headers=org.headers(None))).status_code == 200, path
+    row = _row(org, job_id)
+    assert (row.status, row.created_by) == ("completed", org.user)
+    assert (row.user_id, row.api_key_id) == (org.user_id, org.api_key_id)
+
+
+async def test_a_company_admin_sees_and_deletes_every_users_jobs(org, jobs_app):
+    """jobs:all_clients (CompanyAdmin) reaches every user's jobs, still within the application and client named."""
+    app, api = jobs_app
+    job_id = (await org.submit(params={"a": 1, "b": 1})).json()["job_id"]
+    assert (await org.finished(job_id)).status_code == 200
+    colleague = org.add_user("colega")
+    theirs = (await org.submit(params={"a": 2, "b": 2}, **colleague)).json()["job_id"]
+    await org.finished(theirs, **colleague)
+    admin = org.add_user("chefe", ("CompanyAdmin",))
+
+    assert sorted((await api.get("/api/v1/job", headers=org.headers(**admin))).json()) == sorted([job_id, theirs])
+    assert (await api.get("/api/v1/job", headers=org.headers(client="client-2", **admin))).json() == []
+    r = await api.get(f"/api/v1/job/{job_id}", headers=org.headers(None, client="client-2", **admin))
+    assert r.status_code == 404
+    for path in JOB_PATHS:
+        assert (await api.get(f"/api/v1/job/{job_id}{path}", headers=org.headers(None, **admin))).status_code == 200
+    info = (await api.get(f"/api/v1/job/{theirs}", headers=org.headers(None, **admin))).json()
+    assert info["created_by"] == "colega"
+
+    r = await api.delete(f"/api/v1/job/{job_id}", headers=org.headers(None, **admin))
+    assert (r.status_code, r.json()) == (200, {"message": "Jobs deleted"})
+    assert (await api.get(f"/api/v1/job/{job_id}", headers=org.headers(None))).status_code == 404
+    assert (await api.get("/api/v1/job", headers=org.headers(**admin))).json() == [theirs]
+
+
+async def test_a_username_other_than_the_keys_is_refused_and_creates_nothing(org, jobs_app):
+    app, api = jobs_app
+    for username in ("ana", org.user.upper(), "colega"):
+        r = await org.submit(params={"a": 1}, username=username)
+        assert (r.status_code, r.json()) == (403, {"error": "username does not match the API key"}), username
+        r = await api.get("/api/v1/job", headers=org.headers(username=username))
+        assert r.status_code == 403
+    with session_scope(org.ctx.engine) as s:
+        assert s.exec(select(RepoJob).where(RepoJob.company_id == org.company_id)).all() == []
+
+
+async def test_a_utf8_user_name_is_its_own_username(org, jobs_app):
+    app, api = jobs_app
+    joao = org.add_user("joão")
+    r = await api.get("/api/v1/job", headers={**org.headers(**joao), "username": "joão".encode()})
+    assert (r.status_code, r.json()) == (200, [])
+    r = await api.get("/api/v1/job", headers={**org.headers(**joao), "username": "joao"})
+    assert r.status_code == 403
+
+
 async def test_list_filters_by_date(org):
     job_id = (await org.submit()).json()["job_id"]
     await org.finished(job_id)
@@ -278,16 +384,16 @@ async def test_bad_uploads_are_refused_and_nothing_is_stored(org, jobs_settings)
 
 
 async def test_delete_running_job_kills_it_and_removes_its_files(org, jobs_settings, tmp_path):
-    pid_file = tmp_path / "pid"
-    job_id = (await org.submit(repository="lento", params={"sleep": 60, "pid_file": str(pid_file)})).json()["job_id"]
-    await _until(lambda: _exists(pid_file), within=20)
+    tag = time.time_ns() % 10**9
+    job_id = (await org.submit(repository="lento", params={"sleep": 60, "tag": tag})).json()["job_id"]
+    await _until(lambda: _exists(jobs_settings.var_dir / "work" / job_id / "started"), within=20)
     r = await org.api.get(f"/api/v1/job/{job_id}/result", headers=org.headers(None))
     assert r.status_code == 202 and r.json() == {"message": "Job not yet finished"}
-    pid = int(pid_file.read_text())
+    assert host_processes(f"60.{tag}")
     r = await org.api.delete(f"/api/v1/job/{job_id}", headers=org.headers(None))
     assert r.status_code == 200 and r.json() == {"message": "Jobs deleted"}
     assert (await org.api.get(f"/api/v1/job/{job_id}", headers=org.headers(None))).status_code == 404
-    await _until(lambda: _dead(pid), within=10)
+    await _until(lambda: _none_running(f"60.{tag}"), within=10)
     await _until(lambda: _gone(jobs_settings.var_dir / "work" / job_id), within=10)
     assert not (jobs_settings.resolved_artifact_dir / "jobs" / org.slug / job_id).exists()
 
@@ -300,35 +406,32 @@ async def _gone(path) -> bool:
     return not path.exists()
 
 
-async def _dead(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    with open(f"/proc/{pid}/stat") as f:  # noqa: ASYNC230  (a zombie is dead too)
-        return f.read().split(") ")[-1].startswith("Z")
+async def _none_running(argument: str) -> bool:
+    return not host_processes(argument)
 
 
 async def test_worker_killed_mid_run_then_restarted_finishes_the_job(jobs_app, jobs_settings, temporal_env, tmp_path):
     app, api = jobs_app
     org = Org(app, api)
-    pid_file = tmp_path / "pid"
+    tag = time.time_ns() % 10**9
     proc = _worker_process(jobs_settings, queues="jobs",
                            extra_env={"DATAAPI_TASK_QUEUE_JOBS": jobs_settings.task_queue_jobs,
-                                      "DATAAPI_JOB_HEARTBEAT_SECONDS": "2"})
+                                      "DATAAPI_JOB_HEARTBEAT_SECONDS": "2",
+                                      "DATAAPI_PAYLOAD_KEYSET": jobs_settings.payload_keyset})
     try:
-        job_id = (await org.submit(repository="lento", params={"sleep": 3, "pid_file": str(pid_file)})).json()["job_id"]
-        await _until(lambda: _exists(pid_file), within=30)
-        first_run = int(pid_file.read_text())
+        job_id = (await org.submit(repository="lento", params={"sleep": 3, "tag": tag})).json()["job_id"]
+        started = jobs_settings.var_dir / "work" / job_id / "started"
+        await _until(lambda: _exists(started), within=30)
+        first_run = started.read_text()
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
-    await _until(lambda: _dead(first_run), within=5)  # the job's process died with its worker
+    await _until(lambda: _none_running(f"3.{tag}"), within=5)  # the job's sandbox died with its worker
     r = await api.get(f"/api/v1/job/{job_id}/result", headers=org.headers(None))
     assert r.status_code == 202
     async with build_job_worker(temporal_env.client, jobs_settings):
         result = await org.finished(job_id, within=60)
-    assert result.status_code == 200 and result.json() == {"slept": 3}
-    assert int(pid_file.read_text()) != first_run  # it really ran again
+    assert result.status_code == 200 and result.json()["slept"] == 3
+    assert result.json()["run"] != first_run  # it really ran again

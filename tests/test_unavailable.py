@@ -51,6 +51,7 @@ class Company:
             upsert_repository(session, company.id, {**REPOSITORY, "code": demo}, validate_code)
             user = identity.create_user(session, company, "erp", ["DataAPIConsumer", "JobsAPIConsumer"])
             key, secret = identity.create_api_key(session, self.ctx.hasher, company, user)
+            self.user_id = user.id
         self.login_body = {"company_slug": self.slug, "api_key": key.key_id, "api_secret": secret}
         self.headers = {"username": "erp", "organization_id": self.slug, "application_id": "a", "client_id": "c",
                         "x-api-key": f"{key.key_id}.{secret}"}
@@ -164,7 +165,8 @@ async def test_job_without_a_workflow_reads_as_failed_after_a_minute(stack_app):
                             created_at=utcnow() - ago))
             repo_ids[age] = str(uuid.uuid4())
             session.add(RepoJob(id=repo_ids[age], company_id=company.company_id, repository_id=repo.id,
-                                application_id="a", client_id="c", created_by="erp", created_at=utcnow() - ago))
+                                application_id="a", client_id="c", created_by="erp", user_id=company.user_id,
+                                created_at=utcnow() - ago))
     async with _api(stack_app) as api:
         auth = await company.token(api)
         for age, expected in (("old", "failed"), ("new", "processing")):

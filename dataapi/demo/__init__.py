@@ -92,7 +92,7 @@ Step 1 of the guide:
     -d '{json.dumps(creds)}'
 
 Jobs API (repository_id {REPOSITORY["id"]}, application_id {APPLICATION_ID}, client_id {CLIENT_ID}):
-  curl -X POST "$API_BASE_URL/api/v1/job/execute" -H "username: demo" -H "organization_id: {COMPANY}" \\
+  curl -X POST "$API_BASE_URL/api/v1/job/execute" -H "username: {USER}" -H "organization_id: {COMPANY}" \\
     -H "application_id: {APPLICATION_ID}" -H "client_id: {CLIENT_ID}" -H "repository_id: {REPOSITORY["id"]}" \\
     -H "x-api-key: {creds["api_key"]}.{creds["api_secret"]}" -F 'params={{"a": 10, "b": 20}}'
 """
