@@ -75,7 +75,8 @@ class CallbackActivities:
         url, body, secrets = await while_unavailable(lambda: self._blocking(self._prepare, inp), STORE_WAIT_SECONDS)
         s = self.settings
         attempt = await deliver(url, body, webhook_headers(inp.delivery_id, int(time.time()), body, secrets),
-                                allow_cidrs=s.callback_allow_cidrs, ca_bundle=s.callback_ca_bundle,
+                                allow_cidrs=s.callback_allow_cidrs, allow_hosts=s.callback_allow_hosts,
+                                ca_bundle=s.callback_ca_bundle,
                                 timeout=s.callback_timeout_seconds, max_response_bytes=s.callback_max_response_bytes)
         next_delay = None
         if attempt.outcome not in _FINAL and inp.next_delay_seconds is not None:

@@ -100,7 +100,8 @@ def _describe(e: httpx.HTTPError) -> str:
 
 async def deliver(url: str, body: bytes, headers: dict, *, allow_cidrs: list[str], ca_bundle: str | None = None,
                   timeout: float = 15.0,  # noqa: ASYNC109 - the attempt's own bound, enforced with asyncio.timeout
-                  max_response_bytes: int = 65536, resolver: Resolver | None = None) -> Attempt:
+                  max_response_bytes: int = 65536, resolver: Resolver | None = None,
+                  allow_hosts: list[str] | tuple[str, ...] = ()) -> Attempt:
     started = time.monotonic()
 
     def attempt(outcome: str, error: str | None, status: int | None = None, retry_after: float | None = None):
@@ -108,7 +109,8 @@ async def deliver(url: str, body: bytes, headers: dict, *, allow_cidrs: list[str
 
     try:
         async with asyncio.timeout(timeout):
-            target = check_url(url, allow_cidrs=allow_cidrs)  # re-checked: the rules or allow-list may have changed
+            # re-checked: the rules or allow-lists may have changed
+            target = check_url(url, allow_cidrs=allow_cidrs, allow_hosts=allow_hosts)
             addresses = await asyncio.to_thread(resolve, target, allow_cidrs, resolver)
             response = await _post(target, addresses, body, headers, _ssl_context(ca_bundle), timeout,
                                    max_response_bytes)

@@ -116,14 +116,16 @@ async def delete_endpoint(request: Request) -> Response:
 
 
 # --- share contexts ----------------------------------------------------------------------------------
+# Their own action, not admin:endpoints: a share context restricts what a user may see, so whoever may publish
+# endpoints (VisualizationManager) must not be able to lift the restriction placed on them or on others.
 
-@requires("admin:endpoints")
+@requires("admin:share_contexts")
 async def list_share_contexts(request: Request) -> Response:
     return JSONResponse(await _in_company(request, lambda s, c: [
         store.describe_share_context(s, r) for r in store.list_share_contexts(s, c.id)]))
 
 
-@requires("admin:endpoints")
+@requires("admin:share_contexts")
 async def create_share_context(request: Request) -> Response:
     data = await read_json_object(request)
     unknown = set(data) - {"user", "api_key", "endpoint", "rules"}
@@ -146,7 +148,7 @@ async def create_share_context(request: Request) -> Response:
     return JSONResponse(await _in_company(request, create), status_code=201)
 
 
-@requires("admin:endpoints")
+@requires("admin:share_contexts")
 async def delete_share_context(request: Request) -> Response:
     raw = request.path_params["context_id"]
 
@@ -324,6 +326,8 @@ def _op(summary: str, ok: dict, *errors: int, body: bool = False, status: int = 
 
 
 _EP = ("namespace", "slug")
+_SHARE = {"description": "Needs the `admin:share_contexts` action (policy CompanyAdmin); `admin:endpoints` "
+                         "(VisualizationManager) is not enough."}
 OPENAPI = {
     PREFIX + "/endpoints": {
         "get": _op("List the company's endpoints", _LIST, 401, 403),
@@ -334,10 +338,11 @@ OPENAPI = {
                    may_create=True),
         "delete": _op("Delete an endpoint that never ran", _OBJ, 401, 403, 404, 409, status=204, params=_EP)},
     PREFIX + "/share-contexts": {
-        "get": _op("List share contexts", _LIST, 401, 403),
-        "post": _op("Bind a share context to a user or API key", _OBJ, 400, 401, 403, 404, body=True, status=201)},
+        "get": _op("List share contexts", _LIST, 401, 403) | _SHARE,
+        "post": _op("Bind a share context to a user or API key", _OBJ, 400, 401, 403, 404, body=True, status=201)
+        | _SHARE},
     PREFIX + "/share-contexts/{context_id}": {
-        "delete": _op("Delete a share context", _OBJ, 401, 403, 404, status=204, params=("context_id",))},
+        "delete": _op("Delete a share context", _OBJ, 401, 403, 404, status=204, params=("context_id",)) | _SHARE},
     PREFIX + "/users": {
         "get": _op("List users", _LIST, 401, 403),
         "post": _op("Create a user", _OBJ, 400, 401, 403, body=True, status=201)},

@@ -1,6 +1,9 @@
 """Prometheus metrics of the API: request latency by route, and jobs by state (read from the store at scrape).
 
-``/metrics`` is open unless ``DATAAPI_METRICS_TOKEN`` is set, then it needs ``Authorization: Bearer <token>``."""
+``/metrics`` is closed by default: with a token (``DATAAPI_METRICS_TOKEN``, or var/metrics-token made by the embedded
+stack) it needs ``Authorization: Bearer <token>`` (what Prometheus sends with ``authorization.credentials``), else
+401; with no token it answers 403 unless ``DATAAPI_METRICS_PUBLIC=true`` opens it. Route names, job counts by state
+and latencies say how the platform is used, by whom and how busy it is: not for anyone who can reach the port."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from starlette.routing import Route
 
 from api.errors import ApiError
 from dataapi.models import Job, RepoJob
+from dataapi.secrets import metrics_token
 
 
 class JobsByState:
@@ -69,20 +73,34 @@ class MetricsMiddleware:
                 time.perf_counter() - started)
 
 
+def _bearer(request: Request) -> str:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    ctx = request.app.state.ctx
-    token = ctx.settings.metrics_token
-    if token:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise ApiError(401, "UNAUTHORIZED", "Metrics need the metrics token")
+    settings = request.app.state.ctx.settings
+    token = await run_in_threadpool(metrics_token, settings)  # may read var/metrics-token
+    if token:  # a token, when there is one, is required even if DATAAPI_METRICS_PUBLIC is also set
+        if not hmac.compare_digest(_bearer(request).encode(), token.encode()):
+            raise ApiError(401, "UNAUTHORIZED", "Metrics need the metrics token: Authorization: Bearer <token>",
+                           {"WWW-Authenticate": "Bearer"})
+    elif not settings.metrics_public:
+        raise ApiError(403, "FORBIDDEN", "Metrics are closed: set DATAAPI_METRICS_TOKEN (sent by the scraper as a "
+                                         "bearer token) or DATAAPI_METRICS_PUBLIC=true")
     body = await run_in_threadpool(generate_latest, request.app.state.metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 routes = [Route("/metrics", metrics_endpoint, methods=["GET"])]
-OPENAPI = {"/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["operations"], "responses": {
-    "200": {"description": "Metrics in the Prometheus text format",
-            "content": {"text/plain": {"schema": {"type": "string"}}}},
-    "401": {"description": "Missing or wrong metrics token",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}}}
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+OPENAPI = {"/metrics": {"get": {
+    "summary": "Prometheus metrics",
+    "description": "Needs `Authorization: Bearer <metrics token>` (DATAAPI_METRICS_TOKEN, or var/metrics-token of "
+                   "the embedded stack); refused when no token is configured, unless DATAAPI_METRICS_PUBLIC=true. "
+                   "The metrics token is an operator's, not a user's access token.",
+    "tags": ["operations"], "security": [{"bearer": []}, {}], "responses": {
+        "200": {"description": "Metrics in the Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}}},
+        "401": {"description": "Missing or wrong metrics token", "content": _ERROR},
+        "403": {"description": "No metrics token is configured and metrics are not public", "content": _ERROR}}}}}

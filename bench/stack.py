@@ -43,7 +43,8 @@ def _env(settings: Settings, ca_bundle: Path) -> dict:
         DATAAPI_TEMPORAL_ADDRESS=settings.temporal_address, DATAAPI_TEMPORAL_UI_PORT=str(settings.temporal_ui_port),
         DATAAPI_AUTH_MAX_FAILURES=str(settings.auth_max_failures),
         DATAAPI_ACCESS_TOKEN_TTL_SECONDS=str(settings.access_token_ttl_seconds),
-        DATAAPI_CALLBACK_ALLOW_CIDRS='["127.0.0.0/8","::1/128"]', DATAAPI_CALLBACK_CA_BUNDLE=str(ca_bundle),
+        DATAAPI_CALLBACK_ALLOW_CIDRS='["127.0.0.0/8","::1/128"]', DATAAPI_CALLBACK_ALLOW_HOSTS='["localhost"]',
+        DATAAPI_CALLBACK_CA_BUNDLE=str(ca_bundle),
         DATAAPI_UPLOAD_MAX_BYTES=str(settings.upload_max_bytes),
     )
     return env

@@ -4,6 +4,11 @@
 two ways. ``resolve`` runs before every delivery attempt: the host is resolved once, every address is checked,
 and the caller connects to those checked addresses only, so a DNS answer that changes between check and
 connect (rebinding) cannot redirect the request. Operators may allow-list CIDRs to reach internal receivers.
+
+Special-use and private-network names (``localhost``, ``*.local``, ``*.internal``, ... see ``SPECIAL_USE``) are
+refused by ``check_url`` itself, so at submission already: none of them can name a public receiver, and most name
+the local host or network. An allow-listed CIDR does not admit them (CIDRs admit addresses, not names); only an
+exact name in the operator's ``allow_hosts`` does, and its addresses are still checked at every attempt.
 """
 
 from __future__ import annotations
@@ -25,6 +30,25 @@ _DNS_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _NUMERIC = re.compile(r"0x[0-9a-f]*|[0-9]+")  # a last label like this makes browsers read the host as IPv4
 _PORT = re.compile(r"[0-9]{1,5}")
 _ASCII_PRINTABLE = "".join(map(chr, range(0x21, 0x7F)))
+
+# Names (and every name under them) that never belong to a public receiver. "example" is not here: RFC 6761 keeps
+# it for documentation, it reaches nothing local, and an example name that does not resolve is merely retried.
+SPECIAL_USE: dict[str, str] = {
+    "localhost": "the local host (RFC 6761)",
+    "localdomain": "the local host (the conventional localhost.localdomain alias)",
+    "local": "the local network (multicast DNS, RFC 6762)",
+    "internal": "reserved for private networks (ICANN)",
+    "intranet": "a private-network name (not delegated)",
+    "lan": "a private-network name (not delegated)",
+    "home": "a private-network name (not delegated, ICANN name-collision list)",
+    "corp": "a private-network name (not delegated, ICANN name-collision list)",
+    "private": "a private-network name (not delegated)",
+    "arpa": "infrastructure, including home.arpa for home networks (RFC 3172, RFC 8375)",
+    "invalid": "guaranteed not to exist (RFC 6761)",
+    "test": "reserved for testing (RFC 6761), often resolved to the local host by development tools",
+    "onion": "a Tor onion service, not DNS (RFC 7686)",
+    "alt": "outside DNS (RFC 9476)",
+}
 
 
 class UnsafeCallbackUrl(ValueError):
@@ -144,7 +168,26 @@ def _plain_ipv4(host: str) -> ipaddress.IPv4Address | None:
         return None
 
 
-def _host(raw: str) -> tuple[str, IPAddress | None]:
+def special_use_reason(host: str) -> str | None:
+    """Why a normalised (lowercase, IDNA) host name can never be a public receiver, or None."""
+    top = host.rstrip(".").rsplit(".", 1)[-1]
+    if top in SPECIAL_USE:
+        return f"{host.rstrip('.')} is a special-use name: {SPECIAL_USE[top]}"
+    return None
+
+
+def normalise_name(name: str) -> str:
+    """A host name as ``check_url`` compares it: IDNA (UTS #46), lowercase, no trailing dot."""
+    name = name.strip().rstrip(".")
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True).decode()
+        except idna.IDNAError:  # an operator's typo: it matches no valid host, so it admits nothing
+            pass
+    return name.lower()
+
+
+def _host(raw: str, allow_hosts: frozenset[str] = frozenset()) -> tuple[str, IPAddress | None]:
     """The normalised host and, for an IP literal, its address. Numeric hosts must be plain dotted quads."""
     if raw.startswith("["):
         try:
@@ -161,6 +204,8 @@ def _host(raw: str) -> tuple[str, IPAddress | None]:
         except idna.IDNAError:
             raise UnsafeCallbackUrl("host name is not valid IDNA") from None
     host = host.lower()
+    if (why := special_use_reason(host)) and host.rstrip(".") not in allow_hosts:
+        raise UnsafeCallbackUrl(why)
     if host.endswith("."):
         raise UnsafeCallbackUrl("host name must not end with a dot")
     labels = host.split(".")
@@ -185,8 +230,9 @@ def _split_netloc(netloc: str) -> tuple[str, str | None]:
     return host, port if colon else None
 
 
-def check_url(url: str, *, allow_cidrs: Iterable[str] = ()) -> Target:
-    """Static checks at submission time (no DNS). ``allow_cidrs`` admits IP-literal hosts in those ranges."""
+def check_url(url: str, *, allow_cidrs: Iterable[str] = (), allow_hosts: Iterable[str] = ()) -> Target:
+    """Static checks at submission time (no DNS). ``allow_cidrs`` admits IP-literal hosts in those ranges,
+    ``allow_hosts`` these exact special-use names (e.g. ``localhost`` for a receiver on the same host)."""
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeCallbackUrl(f"longer than {MAX_URL_LENGTH} characters")
     if not url.isprintable() or " " in url or "\\" in url:
@@ -208,7 +254,7 @@ def check_url(url: str, *, allow_cidrs: Iterable[str] = ()) -> Target:
     raw_host, port_text = _split_netloc(netloc)
     if port_text is not None and not (_PORT.fullmatch(port_text) and 0 < int(port_text) < 65536):
         raise UnsafeCallbackUrl("invalid port")
-    host, ip = _host(raw_host)
+    host, ip = _host(raw_host, frozenset(normalise_name(h) for h in allow_hosts))
     if ip is not None:
         _check_ip(ip, allow_cidrs)
     port = int(port_text) if port_text is not None else 443

@@ -279,15 +279,47 @@ async def test_visualization_manager_manages_endpoints_only(company, api):
     assert (await api.post(f"{A}/endpoints", json=ENDPOINT, headers=h)).status_code == 201
     assert (await api.get(f"{A}/endpoints", headers=h)).status_code == 200
     consumer = company.user("DataAPIConsumer")
-    r = await api.post(f"{A}/share-contexts", json={"user": consumer["name"], "rules": {"regiao": {"pinned": "Sul"}}},
-                       headers=h)
-    assert r.status_code == 201
     for method, path in (("GET", "/users"), ("POST", "/users"), ("POST", f"/users/{consumer['name']}/keys"),
                          ("DELETE", f"/keys/{consumer['api_key']}"), ("GET", "/webhook-secret"),
-                         ("POST", "/webhook-secret/rotate")):
+                         ("POST", "/webhook-secret/rotate"), ("GET", "/share-contexts"), ("POST", "/share-contexts"),
+                         ("DELETE", "/share-contexts/1")):
         error(await api.request(method, A + path, json={"name": "x", "policies": []}, headers=h), 403, "FORBIDDEN")
     assert (await api.post(LOGIN, json={k: consumer[k] for k in ("company_slug", "api_key", "api_secret")})
             ).status_code == 200, "the refused revocation must not have happened"
+
+
+async def test_visualization_manager_cannot_lift_its_share_context(stack, company, api):
+    """Share contexts need admin:share_contexts (CompanyAdmin only): a VisualizationManager restricted by one can
+    neither see, add to nor remove it, and the restriction keeps holding on its own executions."""
+    admin_h = await company.headers("CompanyAdmin")
+    assert (await api.post(f"{A}/endpoints", json=ENDPOINT, headers=admin_h)).status_code == 201
+    manager = company.user("VisualizationManager")
+    login = await api.post(LOGIN, json={k: manager[k] for k in ("company_slug", "api_key", "api_secret")})
+    h = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    r = await api.post(f"{A}/share-contexts", headers=admin_h, json={
+        "user": manager["name"], "endpoint": "vendas/por-dia", "rules": {"fator": {"pinned": 5}}})
+    assert r.status_code == 201, r.text
+    context = r.json()
+    execute = "/api/v1/data-api/vendas/por-dia/execute"
+    body = (await api.post(execute, json={"parameter_values": {}}, headers=h)).json()
+    assert [row["m"] for row in body["rows"]] == [0, 5, 10]
+
+    for method, path, payload in (
+            ("GET", "/share-contexts", None),
+            ("POST", "/share-contexts", {"user": manager["name"], "rules": {"regiao": {"pinned": "Sul"}}}),
+            ("DELETE", f"/share-contexts/{context['id']}", None)):
+        message = error(await api.request(method, A + path, json=payload, headers=h), 403, "FORBIDDEN")["message"]
+        assert "admin:share_contexts" in message
+
+    # the context is still in force: the pinned value, nothing else
+    body = (await api.post(execute, json={"parameter_values": {}}, headers=h)).json()
+    assert [row["m"] for row in body["rows"]] == [0, 5, 10]
+    error(await api.post(execute, json={"parameter_values": {"fator": 6}}, headers=h), 422, "INVALID_PARAMETER")
+    # and the POST added nothing: the admin sees the one context, then lifts it
+    assert [c["id"] for c in (await api.get(f"{A}/share-contexts", headers=admin_h)).json()] == [context["id"]]
+    assert (await api.delete(f"{A}/share-contexts/{context['id']}", headers=admin_h)).status_code == 204
+    body = (await api.post(execute, json={"parameter_values": {"fator": 6}}, headers=h)).json()
+    assert [row["m"] for row in body["rows"]] == [0, 6, 12]
 
 
 async def test_another_companys_objects_are_plain_404s(stack_app, api):

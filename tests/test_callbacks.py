@@ -1,4 +1,4 @@
-"""Callbacks end to end: a real HTTPS receiver on localhost (private CA, reached through the allow-list), the
+"""Callbacks end to end: a real HTTPS receiver on localhost (private CA, reached through the allow-lists), the
 real dev server and workers; the full multi-day schedule under the time-skipping test server."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from sqlmodel import func, select
 from standardwebhooks import Webhook
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
@@ -22,6 +23,7 @@ from temporalio.worker import Worker
 from dataapi import callbacks
 from dataapi.db import session_scope
 from dataapi.messages import AttemptInput, AttemptOutput, CallbackInput
+from dataapi.models import Job
 from tests.conftest import app_and_client
 from tests.receiver import Reply
 from tests.test_data_api import Tenant, bearer, execute, wait_job
@@ -35,7 +37,8 @@ FAST_SCHEDULE = [0, 0.3, 0.3, 0.3, 0.3]
 @pytest.fixture
 def cb_settings(stack_settings, pki):
     return stack_settings.model_copy(update={
-        "callback_allow_cidrs": ["127.0.0.0/8", "::1/128"], "callback_ca_bundle": str(pki / "ca.pem"),
+        "callback_allow_cidrs": ["127.0.0.0/8", "::1/128"], "callback_allow_hosts": ["localhost"],
+        "callback_ca_bundle": str(pki / "ca.pem"),
         "callback_schedule_seconds": FAST_SCHEDULE, "callback_jitter": 0.0, "callback_timeout_seconds": 5.0})
 
 
@@ -192,6 +195,45 @@ async def test_callback_url_is_checked_at_submission(stack, api_of_stack):
         assert r.status_code == 422 and r.json()["code"] == "INVALID_CALLBACK_URL", url
 
 
+SPECIAL_USE_URLS = [
+    "https://localhost/hook", "https://LOCALHOST:3100/hook", "https://foo.localhost/hook", "https://localhost./hook",
+    "https://Foo.LocalHost:8443/x", "https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/hook",
+    "https://localhost.localdomain/", "https://printer.local/", "https://metadata.google.internal/computeMetadata/v1/",
+    "https://x.invalid/", "https://app.test/", "https://router.home.arpa/", "https://hidden.onion/", "https://x.alt/",
+    "https://nas.lan/", "https://wiki.corp/"]
+
+
+def _jobs_of(tenant: Tenant) -> int:
+    with session_scope(tenant.ctx.engine) as s:
+        return s.exec(select(func.count()).select_from(Job).where(Job.company_id == tenant.company_id)).one()
+
+
+async def test_special_use_callback_names_are_refused_at_submission(cb_stack, cb_settings, receiver):
+    """localhost, *.local, *.internal, ... are refused with 422 before any job exists, though loopback and private
+    ranges are allow-listed: a CIDR admits addresses, never a special-use name. Only an exact allow-listed name
+    passes, and then only that name."""
+    app, api = cb_stack
+    app.state.ctx.settings = cb_settings.model_copy(update={
+        "callback_allow_cidrs": ["127.0.0.0/8", "10.0.0.0/8", "::1/128"], "callback_allow_hosts": []})
+    tenant = Tenant(app, api)
+    token = await tenant.token()
+    for url in [*SPECIAL_USE_URLS, receiver.url("localhost")]:
+        r = await execute(api, token, "default/relatorio-mensal", {"mes": "2026-03"}, callback_url=url)
+        assert r.status_code == 422, (url, r.text)
+        assert set(r.json()) == {"code", "message"} and r.json()["code"] == "INVALID_CALLBACK_URL", url
+    assert _jobs_of(tenant) == 0
+
+    app.state.ctx.settings = cb_settings  # callback_allow_hosts: ["localhost"]
+    for url in ("https://foo.localhost/hook", "https://localhost.localdomain/", "https://app.test/"):
+        r = await execute(api, token, "default/relatorio-mensal", {"mes": "2026-03"}, callback_url=url)
+        assert r.status_code == 422 and "special-use" in r.json()["message"], (url, r.text)
+    assert _jobs_of(tenant) == 0
+    r = await execute(api, token, "default/relatorio-mensal", {"mes": "2026-03"},
+                      callback_url=receiver.url("LocalHost"))
+    assert r.status_code == 202, r.text
+    assert _jobs_of(tenant) == 1
+
+
 @pytest.fixture
 async def api_of_stack(stack):
     transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
@@ -207,6 +249,7 @@ async def test_worker_killed_between_attempts_loses_nothing(cb_stack, cb_setting
     token = await tenant.token()
     receiver.replies.extend([Reply(500), Reply(200)])
     env = {"DATAAPI_CALLBACK_ALLOW_CIDRS": '["127.0.0.0/8", "::1/128"]',
+           "DATAAPI_CALLBACK_ALLOW_HOSTS": '["localhost"]',
            "DATAAPI_CALLBACK_CA_BUNDLE": settings.callback_ca_bundle}
     async with build_query_worker(temporal_env.client, settings):
         proc = _worker_process(settings, queues="callbacks", extra_env=env)

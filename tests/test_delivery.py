@@ -18,6 +18,7 @@ from tests.receiver import Receiver, Reply
 
 BODY = b'{"job_id":"j-1","status":"succeeded"}'
 LOOPBACK = ["127.0.0.1/32"]
+TEST_NAMES = ["receiver.test", "wrong.test", "nowhere.test"]  # special-use (.test): admitted by name, as operators can
 PUBLIC_V4, PUBLIC_V6 = "93.184.215.14", "2606:4700::6810:84e5"  # resolved and checked, never connected to
 
 
@@ -42,7 +43,7 @@ def ca(pki) -> str:
 
 
 async def _deliver(rx: Receiver, url: str | None = None, resolver=None, **kw):
-    kw = {"allow_cidrs": LOOPBACK, **kw}
+    kw = {"allow_cidrs": LOOPBACK, "allow_hosts": TEST_NAMES, **kw}
     headers = kw.pop("headers", {"content-type": "application/json"})
     return await deliver(url or rx.url(), BODY, headers, resolver=resolver or StubResolver(["127.0.0.1"]), **kw)
 

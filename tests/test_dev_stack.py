@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -162,12 +163,21 @@ def test_dev_stack_runs_the_guide_stops_cleanly_and_keeps_state(dev):
     assert creds["api_key"] in banner and creds["api_secret"] in banner
     assert "curl -X POST" in banner and f"http://localhost:{dev.api_port}" in banner
 
+    # /metrics is closed: the stack made a token once (0600), says where it is, and the API requires it
+    token_file = dev.var / "metrics-token"
+    metrics_token = token_file.read_text().strip()
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and str(token_file) in banner
+    assert httpx.get(f"{dev.base}/metrics", timeout=10).status_code == 401
+    r = httpx.get(f"{dev.base}/metrics", headers=bearer(metrics_token), timeout=10)
+    assert r.status_code == 200 and "dataapi_http_request_duration_seconds" in r.text
+
     dev.interrupt()
 
     # Again on the same var dir: the job and the credentials survived.
     dev.start("second")
     dev.wait_ready()
     assert json.loads((dev.var / "demo-credentials.json").read_text()) == creds
+    assert token_file.read_text().strip() == metrics_token  # made once, kept across restarts
     with httpx.Client(base_url=dev.base, timeout=60) as api:
         r = api.post("/api/v1/auth/api-key", json=creds)
         assert r.status_code == 200, r.text

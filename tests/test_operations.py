@@ -7,22 +7,27 @@ import json
 import logging
 import os
 import socket
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from dataapi import temporal
-from dataapi.dev import temporal_binary
+from dataapi.dev import metrics_banner, temporal_binary
 from dataapi.logs import JsonFormatter, log_context
+from dataapi.secrets import ensure_metrics_token, metrics_token_path
 from tests.test_data_api import Tenant, bearer, execute, wait_job
 from worker import build_query_worker, metrics_runtime
 
 
 async def test_api_metrics_count_requests_by_route_and_jobs_by_state(stack):
+    stack.state.ctx.settings = stack.state.ctx.settings.model_copy(update={"metrics_token": "scrape-me"})
     transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
         tenant = Tenant(stack, api)
@@ -31,7 +36,7 @@ async def test_api_metrics_count_requests_by_route_and_jobs_by_state(stack):
         await wait_job(api, token, accepted["polling_url"])
         assert (await api.get(f"/api/v1/nowhere/{accepted['job_id']}")).status_code == 404
         wrong_method = (await api.delete("/api/v1/data-api/default/relatorio-mensal/execute")).status_code
-        r = await api.get("/metrics")
+        r = await api.get("/metrics", headers=bearer("scrape-me"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
     route = "/api/v1/data-api/{namespace}/{slug}/jobs/{job_id}"
@@ -43,21 +48,105 @@ async def test_api_metrics_count_requests_by_route_and_jobs_by_state(stack):
     assert 'dataapi_jobs{kind="query",status="completed"}' in text
 
 
-async def test_metrics_token(app, settings, engine):
+async def _scrape(settings, engine, headers=None) -> httpx.Response:
     from api.app import create_app
 
-    locked = create_app(settings.model_copy(update={"metrics_token": "s3cr3t"}), engine)
-    transport = httpx.ASGITransport(app=locked, raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=create_app(settings, engine), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as api:
-        assert (await api.get("/metrics")).status_code == 401
-        assert (await api.get("/metrics", headers=bearer("wrong"))).status_code == 401
-        assert (await api.get("/metrics", headers=bearer("s3cr3t"))).status_code == 200
+        return await api.get("/metrics", headers=headers or {})
+
+
+def _refused(r: httpx.Response, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.json().keys() == {"code", "message"} and r.json()["code"] == code, r.text
+    assert "dataapi_" not in r.text and "# HELP" not in r.text
+
+
+async def test_metrics_are_refused_by_default(settings, engine):
+    """No token and not public (the defaults): 403 whatever the caller sends, never the metrics."""
+    assert settings.metrics_token == "" and settings.metrics_public is False
+    for headers in (None, bearer(""), bearer("anything"), {"Authorization": "Basic YTpi"}):
+        _refused(await _scrape(settings, engine, headers), 403, "FORBIDDEN")
+    assert not metrics_token_path(settings).exists()  # the API never makes a token up: only `dataapi dev` does
+
+
+async def test_metrics_token(settings, engine):
+    for locked in (settings.model_copy(update={"metrics_token": "s3cr3t"}),
+                   settings.model_copy(update={"metrics_token": "s3cr3t", "metrics_public": True})):  # token wins
+        for headers in (None, bearer("wrong"), bearer("s3cr3"), bearer("s3cr3tt"), {"Authorization": "s3cr3t"},
+                        {"Authorization": "Basic s3cr3t"}, bearer("S3CR3T")):
+            r = await _scrape(locked, engine, headers)
+            _refused(r, 401, "UNAUTHORIZED")
+            assert r.headers["www-authenticate"] == "Bearer"
+        for headers in (bearer("s3cr3t"), {"Authorization": "bearer  s3cr3t "}):
+            r = await _scrape(locked, engine, headers)
+            assert r.status_code == 200 and "dataapi_http_request_duration_seconds" in r.text
+
+
+async def test_metrics_public_is_open(settings, engine):
+    r = await _scrape(settings.model_copy(update={"metrics_public": True}), engine)
+    assert r.status_code == 200 and "dataapi_http_request_duration_seconds" in r.text
+
+
+async def test_embedded_stack_token_file(settings, engine):
+    """`dataapi dev` makes var/metrics-token once (0600) and says where; the API then requires it. A configured
+    token takes precedence over the file."""
+    banner = metrics_banner(settings)
+    path = metrics_token_path(settings)
+    token = path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(token) >= 40
+    assert str(path) in banner and f"{settings.base_url}/metrics" in banner
+    assert metrics_banner(settings) == banner and ensure_metrics_token(settings) == path.read_text() == token
+    _refused(await _scrape(settings, engine), 401, "UNAUTHORIZED")
+    _refused(await _scrape(settings, engine, bearer("x" + token[1:])), 401, "UNAUTHORIZED")
+    assert (await _scrape(settings, engine, bearer(token))).status_code == 200
+    configured = settings.model_copy(update={"metrics_token": "from-the-environment"})
+    _refused(await _scrape(configured, engine, bearer(token)), 401, "UNAUTHORIZED")
+    assert (await _scrape(configured, engine, bearer("from-the-environment"))).status_code == 200
+    assert "<DATAAPI_METRICS_TOKEN>" in metrics_banner(configured)
+
+
+def test_public_or_configured_metrics_make_no_token_file(settings):
+    for update in ({"metrics_public": True}, {"metrics_token": "t"}):
+        metrics_banner(settings.model_copy(update=update))
+        assert not metrics_token_path(settings).exists()
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _outgoing_address() -> str | None:
+    """This host's non-loopback IPv4 address, if it has one (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith("127.") or address == "0.0.0.0" else address  # noqa: S104
+
+
+def test_worker_metrics_listen_on_loopback_only_by_default(settings):
+    """The SDK's metrics server has no authentication: by default it is not reachable from another host."""
+    address = _outgoing_address()
+    if address is None:
+        pytest.skip("this host has no non-loopback IPv4 address to probe")
+    port = _free_port()
+    runtime = metrics_runtime(settings.model_copy(update={"worker_metrics_port": port}))
+    assert runtime is not None and settings.worker_metrics_host == "127.0.0.1"
+    deadline = time.monotonic() + 5
+    while True:  # the exporter starts with the runtime, on its own thread
+        try:
+            assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).status_code == 200
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{address}:{port}/metrics", timeout=2)
 
 
 async def test_worker_serves_sdk_metrics(stack_settings, temporal_env, stack_app):
