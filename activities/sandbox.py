@@ -155,6 +155,10 @@ def bwrap_command(bwrap: str, job_dir: Path, command: list[str], limits, marker_
         bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", HOSTNAME,
         "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
+        # First the private /tmp, /proc and /dev: binds below may lie under /tmp (a virtualenv there, say),
+        # and a tmpfs mounted after them would hide them.
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", tmp, "--tmpfs", "/tmp", "--size", tmp, "--tmpfs", "/dev/shm",  # noqa: S108 - private
         "--ro-bind", "/usr", "/usr",
     ]
     for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):  # merged-/usr links, where the host has them
@@ -172,8 +176,6 @@ def bwrap_command(bwrap: str, job_dir: Path, command: list[str], limits, marker_
         args += ["--ro-bind", source, destination]
     args += options
     args += [
-        "--proc", "/proc", "--dev", "/dev",
-        "--size", tmp, "--tmpfs", "/tmp", "--size", tmp, "--tmpfs", "/dev/shm",  # noqa: S108 - private
         "--bind", str(job_dir), JOB_DIR,
         # Mount points, which the job cannot rename, remove or replace with a link to a host path that the
         # worker would then follow when it packs output/ and logs/. logs/ is the worker's alone.

@@ -464,3 +464,13 @@ def _folder(tmp_path: Path, params: dict | None = None) -> Path:
         (job / sub).mkdir(parents=True)
     (job / "params.json").write_text(json.dumps(params or {}))
     return job
+
+
+def test_binds_under_tmp_stay_visible(tmp_path):
+    """The private /tmp is mounted before any bind, so an interpreter or virtualenv under /tmp (a checkout
+    there) is still seen inside rather than hidden by the tmpfs."""
+    limits = RunLimits()
+    args = sb.bwrap_command("bwrap", tmp_path, ["true"], limits, 3, {}, [("/tmp/x/venv/lib", "/tmp/x/venv/lib")])
+    tmpfs = args.index("/tmp", args.index("--tmpfs"))
+    binds = [i for i, a in enumerate(args) if a in ("--ro-bind", "--bind", "--symlink")]
+    assert tmpfs < min(binds)
