@@ -1,8 +1,10 @@
 """``dataapi dev``: the embedded stack in one command.
 
 Starts the Temporal dev server (state in var/temporal.db, Web UI on settings.temporal_ui_port) with the
-project's search attributes, migrates the store, creates the demo company on first start, then runs the
-worker and the API as child processes. Ctrl-C (or SIGTERM) stops every process it started.
+project's search attributes, migrates the store, creates the demo company on first start, then runs two
+workers (queries and callbacks; repository jobs, in a process of their own) and the API as child processes under
+a supervisor (dataapi/supervisor.py): a child that exits is started again after a backoff, and Ctrl-C (or
+SIGTERM) stops every process it started, the API first and Temporal last.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dataapi import temporal
 from dataapi.db import upgrade
 from dataapi.secrets import ensure_metrics_token, metrics_token_path
 from dataapi.settings import Settings
+from dataapi.supervisor import Supervisor
 
 
 def temporal_binary() -> str:
@@ -41,7 +43,10 @@ def temporal_command(settings: Settings) -> list[str]:
     ]
 
 
-async def wait_for_temporal(settings: Settings, within: float = 30.0) -> None:
+async def wait_for_temporal(settings: Settings, within: float = 30.0,
+                            going: Callable[[], bool] = lambda: True) -> None:
+    """Until the server answers its health check; gives up after ``within`` seconds or once ``going()`` is
+    false (the server exited, or a stop was asked for)."""
     deadline = time.monotonic() + within
     while True:
         try:
@@ -49,29 +54,9 @@ async def wait_for_temporal(settings: Settings, within: float = 30.0) -> None:
             await client.service_client.check_health()
             return
         except Exception:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not going():
                 raise
             await asyncio.sleep(0.3)
-
-
-def _spawn(cmd: list[str], log_path: Path | None = None) -> subprocess.Popen:
-    out = open(log_path, "ab") if log_path else None  # noqa: SIM115  (closed with the process)
-    # Own process group: a terminal Ctrl-C reaches us first, and we stop the children in order.
-    return subprocess.Popen(  # noqa: S603  (our own binaries, no shell)
-        cmd, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True)
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + 10
-    for p in reversed(procs):
-        try:
-            p.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def metrics_banner(settings: Settings) -> str:
@@ -87,43 +72,51 @@ def metrics_banner(settings: Settings) -> str:
     return f'Metrics (token in {path}): curl -H "Authorization: Bearer $(cat {path})" {url}'
 
 
+# What the jobs worker's environment leaves out: it needs the payload keyset, none of these.
+JOBS_WORKER_WITHHELD = frozenset({"DATAAPI_SECRET_KEY", "DATAAPI_JWT_KEYSET", "DATAAPI_METRICS_TOKEN",
+                                  "DATAAPI_CODEC_TOKEN"})
+
+
+def jobs_worker_env(settings: Settings) -> dict[str, str]:
+    """The jobs worker hosts tenants' code: it gets no key it has no use for, and its own metrics port beside
+    the other worker's."""
+    env = {k: v for k, v in os.environ.items() if k not in JOBS_WORKER_WITHHELD}
+    if settings.worker_metrics_port:
+        env["DATAAPI_WORKER_METRICS_PORT"] = str(settings.worker_metrics_port + 1)
+    return env
+
+
 def run_dev(settings: Settings) -> None:
     from dataapi.demo import bootstrap_demo
 
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DATAAPI_VAR_DIR", str(settings.var_dir))  # children resolve the same var/
     upgrade(settings.resolved_database_url)
-    procs: list[subprocess.Popen] = []
-    stopping = False
-
-    def on_signal(_sig, _frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    supervisor = Supervisor()
+    supervisor.install_signal_handlers()
     try:
         print(f"starting Temporal dev server on {settings.temporal_address} (log: var/temporal.log)", flush=True)
-        procs.append(_spawn(temporal_command(settings), settings.var_dir / "temporal.log"))
-        asyncio.run(wait_for_temporal(settings))
+        server = supervisor.start("temporal", temporal_command(settings), settings.var_dir / "temporal.log")
+        try:
+            asyncio.run(wait_for_temporal(settings, going=lambda: server.running() and not supervisor.stopping))
+        except Exception:
+            if supervisor.stopping:
+                return
+            raise SystemExit(f"the Temporal dev server did not start: see {settings.var_dir / 'temporal.log'}") \
+                from None
         demo = bootstrap_demo(settings)
         metrics = metrics_banner(settings)
         dataapi = [sys.executable, "-m", "dataapi.cli"]
-        procs.append(_spawn([*dataapi, "worker"]))
-        procs.append(_spawn([*dataapi, "api"]))
+        supervisor.start("worker", [*dataapi, "worker", "--queues", "queries,callbacks"])
+        supervisor.start("jobs-worker", [*dataapi, "worker", "--queues", "jobs"], env=jobs_worker_env(settings))
+        supervisor.start("api", [*dataapi, "api"])
         print(demo, flush=True)
         print(metrics, flush=True)
         print(f"Temporal UI: http://localhost:{settings.temporal_ui_port}   API: {settings.base_url}   "
               f"docs: {settings.base_url}/docs\n"
               f"Temporal UI decoding: sign in at {settings.base_url}{temporal.CODEC_PATH}/login with the token "
               f"in var/codec-token (docs/operations.md)\nPress Ctrl-C to stop.", flush=True)
-        while not stopping:
-            for p in procs:
-                if p.poll() is not None:
-                    print(f"dataapi dev: {' '.join(p.args[:3])} exited with {p.returncode}; stopping",
-                          file=sys.stderr, flush=True)
-                    stopping = True
-            time.sleep(0.3)
+        supervisor.watch()
     finally:
         print("stopping...", flush=True)
-        _stop(procs)
+        supervisor.stop()

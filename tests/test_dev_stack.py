@@ -31,12 +31,12 @@ class DevStack:
         self.proc: subprocess.Popen | None = None
         self.children: dict[int, str] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, **extra_env: str) -> None:
         self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATAAPI_")}
         env.update(DATAAPI_VAR_DIR=str(self.var), DATAAPI_API_PORT=str(self.api_port),
                    DATAAPI_TEMPORAL_ADDRESS=f"127.0.0.1:{self.temporal_port}",
-                   DATAAPI_TEMPORAL_UI_PORT=str(self.ui_port), DATAAPI_LOG_LEVEL="WARNING")
+                   DATAAPI_TEMPORAL_UI_PORT=str(self.ui_port), DATAAPI_LOG_LEVEL="WARNING", **extra_env)
         self.stdout = self.root / f"{name}.out"
         with self.stdout.open("wb") as out:
             self.proc = subprocess.Popen([str(DATAAPI), "dev"], cwd=self.root, env=env, stdout=out,
@@ -55,6 +55,21 @@ class DevStack:
             assert time.monotonic() < deadline, f"/readyz not 200 within {within}s:\n{self.output()}"
             time.sleep(0.25)
         self.children = descendants(self.proc.pid)
+
+    def roles(self) -> dict[str, int]:
+        """The dev process's live children by role, read from their command lines."""
+        found = {}
+        for pid in descendants(self.proc.pid):
+            try:
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if ppid == self.proc.pid:
+                role = ("temporal" if "start-dev" in args else "api" if "api" in args else
+                        "worker" if "queries,callbacks" in args else "jobs-worker" if "jobs" in args else args[0])
+                found[role] = pid
+        return found
 
     def output(self) -> str:
         return self.stdout.read_text(errors="replace")
@@ -186,3 +201,95 @@ def test_dev_stack_runs_the_guide_stops_cleanly_and_keeps_state(dev):
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "completed" and r.json()["result"] == job["result"]
     dev.interrupt()
+
+
+def environ(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+
+
+def restarted(dev: DevStack, role: str, old: int, within: float = 20.0) -> int:
+    """The pid of ``role``'s next process once the supervisor has started it again."""
+    deadline = time.monotonic() + within
+    while True:
+        pid = dev.roles().get(role)
+        if pid is not None and pid != old:
+            return pid
+        assert time.monotonic() < deadline, f"{role} not started again within {within}s:\n{dev.output()}"
+        time.sleep(0.1)
+
+
+def test_dev_starts_a_crashed_child_again_and_leaves_the_others_running(dev):
+    """SIGKILL of the worker, then of the API: each comes back (a new pid, after the supervisor's backoff) and
+    works again, while the other children keep their pids; Ctrl-C then stops everything, leaving no process."""
+    dev.start("supervised", DATAAPI_SECRET_KEY="dev-stack-test-" + "k" * 40)
+    dev.wait_ready()
+    pids = dev.roles()
+    assert set(pids) == {"temporal", "worker", "jobs-worker", "api"}, pids
+    groups = set(pids.values())  # each child leads its own process group
+    # The jobs worker runs tenants' code: the secret key reaches the other processes, not that one.
+    assert any(v.startswith("DATAAPI_SECRET_KEY=") for v in environ(pids["worker"]))
+    assert not any(v.startswith("DATAAPI_SECRET_KEY=") for v in environ(pids["jobs-worker"]))
+    creds = json.loads((dev.var / "demo-credentials.json").read_text())
+
+    with httpx.Client(base_url=dev.base, timeout=60) as api:
+        r = api.post("/api/v1/auth/api-key", json=creds)
+        assert r.status_code == 200, r.text
+        token = r.json()["access_token"]
+
+        def sync_execute() -> None:
+            r = api.post(SYNC, json={"parameter_values": {"data_inicio": "2026-01-01", "regiao": "Sul"}},
+                         headers=bearer(token))
+            assert r.status_code == 200 and r.json()["row_count"] == 1, r.text
+
+        killed_worker = pids["worker"]
+        os.kill(killed_worker, signal.SIGKILL)
+        pids["worker"] = restarted(dev, "worker", killed_worker)
+        groups.add(pids["worker"])
+        assert dev.roles() == pids
+        sync_execute()
+        r = api.post(ASYNC, json={"parameter_values": {"mes": "2026-03"}}, headers=bearer(token))
+        assert r.status_code == 202, r.text
+        job = poll(api, token, r.json()["polling_url"])
+        assert job["status"] == "completed" and job["result"]["row_count"] > 0, job
+
+        killed_api = pids["api"]
+        os.kill(killed_api, signal.SIGKILL)
+        pids["api"] = restarted(dev, "api", killed_api)
+        groups.add(pids["api"])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if api.get("/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"/healthz not 200 after the API's restart:\n{dev.output()}"
+            time.sleep(0.2)
+        assert dev.roles() == pids
+        sync_execute()
+
+        # The jobs worker, in its own process, runs a repository job.
+        key = f"{creds['api_key']}.{creds['api_secret']}"
+        headers = {"username": "demo-integration", "organization_id": "acme", "application_id": "demo-app",
+                   "client_id": "demo-client", "x-api-key": key}
+        r = api.post("/api/v1/job/execute", headers={**headers, "repository_id": "202009231629398695"},
+                     files={"file": ("vendas.csv", b"regiao,valor\nSul,10\n", "text/csv")},
+                     data={"params": json.dumps({"a": 10, "b": 20})})
+        assert r.status_code == 201, r.text
+        result_url = f"/api/v1/job/{r.json()['job_id']}/result"
+        deadline = time.monotonic() + 30
+        while (r := api.get(result_url, headers=headers)).status_code == 202:
+            assert time.monotonic() < deadline, "the repository job did not finish"
+            time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["output"]["value"] == 600, r.text
+
+    out = dev.output()
+    assert f"worker (pid {killed_worker}) was killed by SIGKILL" in out, out
+    assert f"api (pid {killed_api}) was killed by SIGKILL" in out, out
+    assert "starting it again in 1 s" in out, out
+    assert dev.roles() == pids
+
+    dev.interrupt()
+    ps = subprocess.run(["ps", "-eo", "pid=,pgid=,args="], capture_output=True, text=True, check=True).stdout
+    left = [line for line in ps.splitlines() if int(line.split()[1]) in groups]
+    assert left == [], f"processes left in the children's groups: {left}"
