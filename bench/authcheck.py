@@ -30,19 +30,18 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
+from bench import report
 from bench.procs import Processes, free_port, wait_http
-from dataapi import identity
-from dataapi.db import make_engine, session_scope, upgrade
-from dataapi.secrets import jwt_keyset, secret_key
+from bench.tenant import DATAAPI, dataapi
 from dataapi.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -115,26 +114,26 @@ def _retry_after(r: httpx.Response | None) -> int | None:
 
 # --- the setup --------------------------------------------------------------------------------------------
 
-def make_store(settings: Settings) -> dict:
-    """The company, an admin and a few integration users with one key each (the ``dataapi`` functions)."""
-    upgrade(settings.resolved_database_url)
-    jwt_keyset(settings)  # created now, so that the API processes share them instead of racing to make them
-    hasher = identity.SecretHasher(secret_key(settings))
-    engine = make_engine(settings.resolved_database_url)
-    creds = {}
-    try:
-        with session_scope(engine) as s:
-            company = identity.create_company(s, COMPANY, "Auth check")
-            for name, policies in (("admin", ["CompanyAdmin"]), ("victim", ["DataAPIConsumer", "JobsAPIConsumer"]),
-                                   ("bystander", ["DataAPIConsumer"]), ("revoked", ["JobsAPIConsumer"]),
-                                   ("disabled", ["JobsAPIConsumer"]), ("jobs", ["JobsAPIConsumer"]),
-                                   ("refresher", ["DataAPIConsumer"]), ("window", ["DataAPIConsumer"])):
-                user = identity.create_user(s, company, name, policies)
-                key, secret = identity.create_api_key(s, hasher, company, user)
-                creds[name] = {"user": name, "api_key": key.key_id, "api_secret": secret}
-    finally:
-        engine.dispose()
-    return creds
+USERS = (("admin", ["CompanyAdmin"]), ("victim", ["DataAPIConsumer", "JobsAPIConsumer"]),
+         ("bystander", ["DataAPIConsumer"]), ("revoked", ["JobsAPIConsumer"]), ("disabled", ["JobsAPIConsumer"]),
+         ("jobs", ["JobsAPIConsumer"]), ("refresher", ["DataAPIConsumer"]), ("window", ["DataAPIConsumer"]))
+
+
+def make_store(env: dict) -> dict:
+    """The company, an admin and a few integration users with one key each, made with the ``dataapi`` command.
+    The signing keys are made now, so that the API processes share them instead of racing to make them."""
+    dataapi(env, "db", "upgrade")
+    dataapi(env, "jwt", "rotate")
+    dataapi(env, "companies", "create", COMPANY, "--name", "Auth check")
+
+    def user(name: str, policies: list[str]) -> tuple[str, dict]:
+        dataapi(env, "users", "create", "--company", COMPANY, "--name", name,
+                *(arg for p in policies for arg in ("--policy", p)))
+        key = json.loads(dataapi(env, "keys", "create", "--company", COMPANY, "--user", name, "--json"))
+        return name, {"user": name, "api_key": key["api_key"], "api_secret": key["api_secret"]}
+
+    with ThreadPoolExecutor(4) as pool:  # independent commands; the store takes their writes one at a time
+        return dict(pool.map(lambda u: user(*u), USERS))
 
 
 def _env(settings: Settings, port: int, **extra: str) -> dict:
@@ -237,8 +236,7 @@ def revocation(api: Api, creds: dict, fresh: Addresses, settings: Settings, env:
         r.raise_for_status()
 
     def disable_user(who: dict) -> None:
-        subprocess.run([sys.executable, "-m", "dataapi.cli", "users", "disable", "--company", COMPANY,  # noqa: S603
-                        "--name", who["user"]], env=env, check=True, capture_output=True, timeout=60)
+        dataapi(env, "users", "disable", "--company", COMPANY, "--name", who["user"])
 
     for label, who, withdraw in (("key revoked (Admin API)", creds["revoked"], revoke_key),
                                  ("user disabled (CLI)", creds["disabled"], disable_user)):
@@ -280,11 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     apis: list[Api] = []
     check = Check()
     try:
-        creds = make_store(settings)
         ports = free_port(), free_port()
         env = _env(settings, ports[0])
-        procs.start("api", [sys.executable, "-m", "dataapi.cli", "api"], env, cwd=work)
-        procs.start("api-short-window", [sys.executable, "-m", "dataapi.cli", "api"],
+        creds = make_store(env)
+        procs.start("api", [DATAAPI, "api"], env, cwd=work)
+        procs.start("api-short-window", [DATAAPI, "api"],
                     _env(settings, ports[1], DATAAPI_AUTH_FAILURE_WINDOW_SECONDS=str(short)), cwd=work)
         for port in ports:
             wait_http(f"http://127.0.0.1:{port}/healthz", procs, within=60)
@@ -318,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 "access_token_ttl_seconds": settings.access_token_ttl_seconds,
                                                 "jwt_leeway_seconds": settings.jwt_leeway_seconds},
                "checks": check.rows, "revocation": revoked}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    report.write_json(results, args.out, depth=2)
     print(f"Results: {args.out}")
     return 0 if all(r["ok"] for r in check.rows) else 1
 

@@ -1,15 +1,15 @@
-"""The baseline of comparison 1: a bare Starlette + DuckDB app, the limit of this stack.
+"""The baselines beside DuckDB: a bare Starlette + DuckDB app, and the same made durable with Temporal's least.
 
-One read-only DuckDB connection (its own copy of the company's database file), a cursor per request in
-Starlette's thread pool, the same SQL and the same JSON shape as our sync endpoints ({columns, rows,
-row_count, truncated}); no authentication, no store, no Temporal. Decimals leave DuckDB as DOUBLE, as in our
-worker, so neither side pays for Python Decimal objects.
+Bare: one read-only DuckDB connection (its own copy of the data), a cursor per request in Starlette's thread
+pool, the same SQL and the same JSON shape as our sync endpoints ({columns, rows, row_count, truncated}); no
+authentication, no store, no Temporal. Decimals leave DuckDB as DOUBLE, as on our path, so neither side pays
+for Python Decimal objects.
 
-With ``--temporal ADDRESS``, the same handler made durable with the least Temporal allows: every request
-starts a workflow eagerly (``BareQuery``), whose one local activity runs the same ``Queries.run`` on a worker in
-this process and hands the answer to the request, as our sync path does; the workflow id is the request's. No
-auth, store, search attributes or execution timeout. What ours is compared with there is what Temporal's
-minimum costs beside DuckDB on the same cores, so the difference is our own code.
+Durable (``--temporal ADDRESS``): every request starts a workflow eagerly (``BareQuery``) whose one local
+activity runs the same ``Queries.run`` on a worker in this process and hands the answer to the request, as our
+sync path does. No auth, store, job row, search attributes or execution timeout: it is Temporal's minimum
+beside DuckDB on the same cores, so the distance from it to ours is our own code. ``POST /jobs/{name}`` is the
+async shape: the same workflow, answered 202 at once; ``GET /jobs`` lists when each one's query finished.
 
     python -m bench.bare --db copy.duckdb --queries queries.json --port 8000 [--threads 2]
         [--temporal 127.0.0.1:7233 --namespace default]
@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import orjson
@@ -34,11 +35,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.common import RetryPolicy
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-
-from bench.floor_workflows import BareQuery
 
 _CONVERT = {"integer": int, "date": date.fromisoformat, "string": str}
 
@@ -78,9 +78,21 @@ class Queries:
         return sql, names, columns
 
 
+@workflow.defn(name="BareQuery")
+class BareQuery:
+    """One local activity running the bare handler's query; one attempt, so a query that fails fails the
+    workflow, as it fails the plain handler's request."""
+
+    @workflow.run
+    async def run(self, inp: list) -> int:
+        return await workflow.execute_local_activity("bare_query", inp, start_to_close_timeout=timedelta(seconds=70),
+                                                     retry_policy=RetryPolicy(maximum_attempts=1))
+
+
 def create_app(queries: Queries, temporal: tuple[str, str] | None = None) -> Starlette:
     """``temporal``: (address, namespace) to run every query in a workflow there (the module's docstring)."""
     durable: dict = {}
+    finished: dict[str, float] = {}  # async jobs: workflow id -> when its query finished (wall clock)
 
     async def execute(request: Request) -> Response:
         name = request.path_params["name"]
@@ -101,6 +113,19 @@ def create_app(queries: Queries, temporal: tuple[str, str] | None = None) -> Sta
                 durable["handoff"].pop(workflow_id, None)
         return Response(content, media_type="application/json")
 
+    async def submit(request: Request) -> Response:
+        name = request.path_params["name"]
+        if not durable or name not in queries.queries:
+            return Response(b'{"error":"no such query"}', 404, media_type="application/json")
+        values = orjson.loads(await request.body() or b"{}").get("parameter_values") or {}
+        workflow_id = uuid.uuid4().hex
+        await durable["client"].start_workflow(BareQuery.run, [name, values], id=workflow_id,
+                                               task_queue=durable["queue"], request_eager_start=True)
+        return Response(orjson.dumps({"job_id": workflow_id}), 202, media_type="application/json")
+
+    async def jobs(_request: Request) -> Response:
+        return Response(orjson.dumps(finished), media_type="application/json")
+
     async def health(_request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
@@ -113,7 +138,8 @@ def create_app(queries: Queries, temporal: tuple[str, str] | None = None) -> Sta
 
         @activity.defn(name="bare_query")
         def bare_query(inp: list) -> int:
-            waiting = handoff.get(activity.info().workflow_id)
+            workflow_id = activity.info().workflow_id
+            waiting = handoff.get(workflow_id)
 
             def hand(how, value) -> None:
                 if waiting is not None:
@@ -124,6 +150,7 @@ def create_app(queries: Queries, temporal: tuple[str, str] | None = None) -> Sta
             except Exception as e:  # the request fails now (a 500, as the plain handler's) instead of waiting
                 hand(asyncio.Future.set_exception, e)
                 raise
+            finished[workflow_id] = time.time()
             hand(asyncio.Future.set_result, content)
             return len(content)
 
@@ -140,6 +167,7 @@ def create_app(queries: Queries, temporal: tuple[str, str] | None = None) -> Sta
                 durable.clear()
 
     return Starlette(routes=[Route("/query/{name}", execute, methods=["POST"]),
+                             Route("/jobs/{name}", submit, methods=["POST"]), Route("/jobs", jobs, methods=["GET"]),
                              Route("/healthz", health, methods=["GET"])], lifespan=lifespan)
 
 

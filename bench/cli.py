@@ -1,9 +1,9 @@
-"""``python -m bench [--quick] [--only NAME,...] [--out bench/results/latest.json]``
+"""``python -m bench [--quick] [--only NAME,...] [--out bench/results/bench.json]``
 
 Starts the stack and the baselines, runs the selected comparisons side by side, prints the table of medians,
-ratios and targets, and writes the JSON results and a PNG plot next to them. Every process it started is
-stopped on exit, also on Ctrl-C and on errors. Targets are reported as PASS/FAIL and never fail the run; a
-comparison that could not run does (exit status 1).
+ratios and targets, and writes the summary numbers as JSON. Every process it started is stopped on exit, also
+on Ctrl-C and on errors. Targets are reported as PASS/FAIL and never fail the run; a comparison that could not
+run does (exit status 1).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -26,39 +27,44 @@ from pathlib import Path
 import httpx
 
 from bench import report, scenarios
-from bench.floor import floor
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import Processes
 from bench.stack import start_stack
 
-SCENARIOS = {
+COMPARISONS = {
     "sync": "1. sync execute vs a bare Starlette + DuckDB handler (point and medium queries)",
     "durable": "1b. the same vs that handler made durable with Temporal's least (one eager workflow, one local "
-               "activity per request): what Temporal alone costs beside DuckDB",
+               "activity per request), and async jobs vs its jobs: the durable floor",
     "datasette": "2. sync execute vs a Datasette canned query over the same rows in SQLite",
     "async": "3. async jobs: completed jobs/s and submit-to-completed latency",
     "wide": "4. a 10,000-row result: response time, API and worker RSS",
     "callback": "5. callback: completion-to-receipt latency",
     "upload": "6. Jobs API: CSV uploads of two sizes, time to completed and RSS",
-    "floor": "7. Temporal alone on the same dev server: no-op workflows of our two shapes (what nobody can beat)",
 }
+SYNC_SIDES = {"sync": "bare", "durable": "durable", "datasette": "datasette"}  # --only name: its side in 1/1b/2
 RESULTS = Path(__file__).resolve().parent / "results"
-BASELINES = (("bare", "sync"), ("durable", "durable"), ("datasette", "datasette"))  # (side, its comparison)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Comparisons:\n" + "\n".join(f"  {k:10} {v}" for k, v in SCENARIOS.items()))
+                                epilog="Comparisons:\n" + "\n".join(f"  {k:10} {v}" for k, v in COMPARISONS.items()))
     p.add_argument("--quick", action="store_true", help="smaller data and fewer requests: under 2 minutes")
     p.add_argument("--only", help="comma-separated comparisons to run (default: all)")
-    p.add_argument("--out", type=Path, default=RESULTS / "latest.json", help="JSON results (the PNG goes beside)")
+    p.add_argument("--out", type=Path, default=RESULTS / "bench.json", help="JSON results")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data, var dir, process logs)")
+    p.add_argument("--env", action="append", default=[], metavar="DATAAPI_NAME=VALUE",
+                   help="a setting for our API and worker (repeatable), e.g. DATAAPI_SYNC_FAST_LANE=false; the "
+                        "caller's own DATAAPI_* variables are not passed on")
     args = p.parse_args(argv)
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else list(SCENARIOS)
-    unknown = set(args.only) - set(SCENARIOS)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else list(COMPARISONS)
+    unknown = set(args.only) - set(COMPARISONS)
     if unknown or not args.only:
-        p.error(f"--only takes a comma-separated subset of {', '.join(SCENARIOS)}")
+        p.error(f"--only takes a comma-separated subset of {', '.join(COMPARISONS)}")
+    pairs = [e.partition("=") for e in args.env]
+    if any(not name.startswith("DATAAPI_") or not eq for name, eq, _ in pairs):
+        p.error("--env takes DATAAPI_NAME=VALUE")
+    args.env = {name: value for name, _, value in pairs}
     return args
 
 
@@ -66,20 +72,18 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _meta(plan: Plan, only: list[str]) -> dict:
+def _meta(plan: Plan, only: list[str], settings_env: dict[str, str]) -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,  # noqa: S607
                                 cwd=RESULTS.parent, timeout=5, check=False).stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         commit = None
     return {
-        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "mode": plan.name, "rows": plan.rows,
-        "comparisons": only, "plan": vars(plan) | {"upload_mb": list(plan.upload_mb)},
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "git_commit": commit, "mode": plan.name,
+        "comparisons": only, "settings": settings_env, "plan": vars(plan) | {"upload_mb": list(plan.upload_mb)},
         "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-        "versions": {name: version(name) for name in ("duckdb", "temporalio", "starlette", "uvicorn", "httpx",
-                                                       "datasette", "orjson")},
-        "git_commit": commit, "load_average_at_start": _load_average(),
-        "notes": "load generator, API, worker, Temporal dev server and baselines share this machine's CPUs",
+        "versions": {name: version(name) for name in ("duckdb", "temporalio", "starlette", "uvicorn", "datasette")},
+        "load_average_at_start": _load_average(),
     }
 
 
@@ -94,6 +98,17 @@ async def _login(client: httpx.AsyncClient, base: str, body: dict) -> str:
     return r.json()["access_token"]
 
 
+def _runs(ctx: scenarios.Context, only: list[str]) -> dict[str, Callable[[], Awaitable[dict]]]:
+    """The measurements to make, in order, by the name their summary is kept under."""
+    sides = [side for name, side in SYNC_SIDES.items() if name in only]
+    runs = {"sync": lambda: scenarios.queries(ctx, sides),
+            "async": lambda: scenarios.async_jobs(ctx, ["ours", *(["durable"] if "durable" in only else [])]),
+            "wide": lambda: scenarios.wide(ctx),
+            "callback": lambda: scenarios.callbacks(ctx),
+            "upload": lambda: scenarios.uploads(ctx)}
+    return {name: run for name, run in runs.items() if name in only or (name == "sync" and sides)}
+
+
 async def _run_scenarios(plan: Plan, only: list[str], stack, procs: Processes) -> dict:
     # Idle connections are dropped by the client before any server would close them (uvicorn's default is 5 s),
     # so a request never races a server-side close of its kept-alive connection.
@@ -101,22 +116,8 @@ async def _run_scenarios(plan: Plan, only: list[str], stack, procs: Processes) -
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         token = await _login(client, stack.api, stack.tenant.login_body())
         ctx = scenarios.Context(plan, stack, client, token, log)
-        baselines = [b for b, name in BASELINES if name in only]
-        jobs = {
-            "queries": (bool(baselines), lambda: scenarios.queries(ctx, baselines)),
-            "async": ("async" in only, lambda: scenarios.async_jobs(ctx)),
-            "wide": ("wide" in only, lambda: scenarios.wide(ctx)),
-            "callback": ("callback" in only, lambda: scenarios.callbacks(ctx)),
-            "upload": ("upload" in only, lambda: scenarios.uploads(ctx)),
-            "floor": ("floor" in only, lambda: floor(stack.settings.temporal_address, stack.settings.temporal_namespace,
-                                                     stack.pids["temporal"], plan.point_requests * plan.rounds,
-                                                     plan.async_jobs,
-                                                     plan.concurrency, log)),
-        }
         out = {}
-        for name, (wanted, run) in jobs.items():
-            if not wanted:
-                continue
+        for name, run in _runs(ctx, only).items():
             log(f"{name}: running")
             started = time.monotonic()
             try:
@@ -139,10 +140,10 @@ def _measure(args, plan: Plan, work: Path) -> dict:
     """Starts the stack, runs the comparisons and stops every process, whatever happens."""
     procs = Processes(work / "logs")
     started = time.monotonic()
-    results = {"meta": _meta(plan, args.only)}
+    results = {"meta": _meta(plan, args.only, args.env)}
     try:
-        baselines = {b for b, name in (*BASELINES, ("bare", "wide")) if name in args.only}
-        stack = start_stack(work, procs, plan.rows, baselines, log)
+        baselines = {side for name, side in (*SYNC_SIDES.items(), ("wide", "bare")) if name in args.only}
+        stack = start_stack(work, procs, plan.rows, baselines, log, args.env)
         log(f"stack ready in {time.monotonic() - started:.1f} s")
         results["scenarios"] = asyncio.run(_run_scenarios(plan, args.only, stack, procs))
     finally:
@@ -157,8 +158,6 @@ def _report(args, plan: Plan, results: dict) -> int:
     rows = report.build_rows(results)
     results["targets"] = report.targets(rows)
     report.write_json(results, args.out)
-    png = args.out.with_suffix(".png")
-    report.plot(results, png)
     meta = results["meta"]
     print(f"\nData API benchmark, {plan.name} mode{' (--quick: smaller data, fewer requests)' if args.quick else ''}"
           f": {plan.rows:,} rows, {meta['cpu_count']} CPUs, {meta['duration_s']} s")
@@ -167,8 +166,7 @@ def _report(args, plan: Plan, results: dict) -> int:
     if busy > (meta["cpu_count"] or 1):
         print(f"\nWARNING: the machine was busy (load average {busy:.1f} on {meta['cpu_count']} CPUs, this run "
               "included): absolute times are inflated; the alternating rounds keep the ratios comparable.")
-    print("\nratio = ours / baseline (latency: lower is better; req/s: higher is better). "
-          f"Results: {args.out}, plot: {png}")
+    print(f"\nratio = ours / baseline (latency: lower is better; req/s: higher is better). Results: {args.out}")
     failed = [name for name, r in results["scenarios"].items() if "error" in r]
     if failed:
         print(f"comparisons that could not run: {', '.join(failed)}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""The benchmark's data: a deterministic sales table as Parquet (loaded into DuckDB), the same rows in SQLite
-(for Datasette), and CSV files of a given size (for the Jobs API upload)."""
+"""The benchmark's data: a deterministic sales table as Parquet (loaded into the company with `dataapi data
+load`), the same rows in a DuckDB file (the bare handler's) and in SQLite (Datasette's), and CSV files of a
+given size (the Jobs API upload)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,17 @@ def write_sales(path: Path, rows: int) -> Path:
     con = _duck()
     try:
         con.execute(f"COPY ({_sales_select(rows)}) TO '{path}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return path
+
+
+def write_duckdb(parquet: Path, path: Path) -> Path:
+    """The same rows in a DuckDB file of their own, loaded as `dataapi data load` loads them."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE TABLE vendas AS SELECT * FROM read_parquet(?)", [str(parquet)])
+        con.execute("CHECKPOINT")
     finally:
         con.close()
     return path

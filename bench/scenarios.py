@@ -1,4 +1,6 @@
-"""The six comparisons. Each takes the run's context and returns a JSON-able dict of numbers."""
+"""The comparisons. Each takes the run's context and returns the summary numbers it commits (a small JSON-able
+dict: percentiles, rates, growths; never raw samples). A new comparison is a function here, a line in
+``bench.cli.COMPARISONS`` and its rows in ``bench.report``."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench import data, histories, load, wire
+from bench import data, load, wire
 from bench.load import Target
 from bench.plan import Plan
 from bench.procs import ProcessMonitor
@@ -63,58 +65,43 @@ async def _same_answers(ctx: Context, targets: list[Target], query: str, params:
     return len(first)
 
 
-# --- 1 and 2: sync execute vs the bare handler and vs Datasette -----------------------------------------------
-
-async def queries(ctx: Context, baselines: list[str]) -> dict:
-    """``baselines``: some of "bare", "durable" (the bare handler on Temporal) and "datasette"."""
-    plan, out = ctx.plan, {}
-    targets = ctx.targets("ours", *baselines)
-    everything = load.CpuLedger(ctx.stack.pids)  # every measured window of both queries
-    with ctx.monitor() as procs:
-        for query, per_round in (("point", plan.point_requests), ("medium", plan.medium_requests)):
-            params = parameter_values(query, plan.rows, max(plan.rounds * per_round, 200))
-            rows = await _same_answers(ctx, targets, query, params[0])
-            await load.warm_up(targets, query, params[-plan.warmup:])
-            ctx.log(f"  {query}: {rows} row(s); latency at concurrency 1, {plan.rounds} rounds x {per_round}")
-            since = datetime.now(UTC)
-            latency = await load.latency_rounds(targets, query, params, plan.rounds, per_round, everything)
-            phases = await histories.sync_phases(ctx.stack.settings, f"{NAMESPACE}/{query}", since, datetime.now(UTC))
-            ctx.log(f"  {query}: throughput at concurrency {plan.concurrency}, "
-                    f"{plan.rounds} rounds x {plan.throughput_seconds:g} s per side")
-            under_load = load.CpuLedger(ctx.stack.pids)
-            throughput = await load.throughput_rounds(targets, query, params, plan.rounds,
-                                                      plan.concurrency, plan.throughput_seconds, under_load)
-            everything.add(under_load)
-            out[query] = {"rows": rows, "latency": latency, "throughput": throughput, "ours_workflow_phases": phases,
-                          "cpu_ms_per_request_under_load": under_load.per_answer_ms(SIDE_PROCESSES)}
-    out["processes"] = procs.report()
-    out["cpu_ms_per_request"] = everything.per_answer_ms(SIDE_PROCESSES)
-    return out
-
+# --- 1, 1b and 2: sync execute vs the bare handler, the durable one and Datasette ----------------------------
 
 # The processes that serve each side. The Temporal server serves ours and "durable"; their CPU is told apart by
 # the windows it was spent in (load.CpuLedger).
 SIDE_PROCESSES = {"ours": ("api", "worker", "temporal"), "durable": ("durable", "temporal")}
 
 
-# --- 4: a 10,000-row result ---------------------------------------------------------------------------------
+def _ms(stats: dict, *percentiles: str) -> dict:
+    return {p: stats[f"{p}_ms"] for p in percentiles or ("p50", "p95", "p99")}
 
-async def wide(ctx: Context) -> dict:
-    plan = ctx.plan
-    targets = ctx.targets("ours", "bare")
-    params = parameter_values("wide", plan.rows, max(plan.rounds * plan.wide_requests, 50))
-    rows = await _same_answers(ctx, targets, "wide", params[0])
-    if rows != WIDE_ROWS:
-        raise AssertionError(f"wide returned {rows} rows, not {WIDE_ROWS}")
-    with ctx.monitor() as c1:
-        await load.warm_up(targets, "wide", params[-2:])
-        latency = await load.latency_rounds(targets, "wide", params, plan.rounds, plan.wide_requests)
-    with ctx.monitor() as c16:
-        throughput = await load.throughput_rounds(targets, "wide", params, 1, plan.concurrency,
-                                                  plan.throughput_seconds)
-    sizes = {t.name: len((await t.call(ctx.client, "wide", params[1])).content) for t in targets}
-    return {"rows": rows, "response_bytes": sizes, "latency": latency, "throughput": throughput,
-            "processes": c1.report(), "processes_under_load": c16.report()}
+
+async def queries(ctx: Context, baselines: list[str]) -> dict:
+    """``baselines``: some of "bare", "durable" (the bare handler on Temporal) and "datasette"."""
+    plan, out = ctx.plan, {}
+    targets = ctx.targets("ours", *baselines)
+    everything = load.CpuLedger(ctx.stack.pids)  # every measured window of both queries
+    for query, per_round in (("point", plan.point_requests), ("medium", plan.medium_requests)):
+        params = parameter_values(query, plan.rows, max(plan.rounds * per_round, 200))
+        rows = await _same_answers(ctx, targets, query, params[0])
+        await load.warm_up(targets, query, params[-plan.warmup:])
+        ctx.log(f"  {query}: {rows} row(s); latency at concurrency 1, {plan.rounds} rounds x {per_round}")
+        latency = await load.latency_rounds(targets, query, params, plan.rounds, per_round, everything)
+        ctx.log(f"  {query}: throughput at concurrency {plan.concurrency}, "
+                f"{plan.rounds} rounds x {plan.throughput_seconds:g} s per side")
+        under_load = load.CpuLedger(ctx.stack.pids)
+        throughput = await load.throughput_rounds(targets, query, params, plan.rounds,
+                                                  plan.concurrency, plan.throughput_seconds, under_load)
+        everything.add(under_load)
+        out[query] = {
+            "rows": rows, "c1_ms": {side: _ms(s) for side, s in latency.items()},
+            "c16_req_s": {side: t["req_per_s"] for side, t in throughput.items()},
+            "c16_errors": {side: t["errors"] for side, t in throughput.items() if t["errors"]},
+            "c16_cpu_ms": under_load.per_answer_ms(SIDE_PROCESSES),
+            "c16_harness_cpu_ms": {side: t["harness_cpu_ms_per_request"] for side, t in throughput.items()},
+        }
+    out["cpu_ms"] = everything.per_answer_ms(SIDE_PROCESSES)
+    return out
 
 
 # --- 3: async jobs ------------------------------------------------------------------------------------------
@@ -153,6 +140,16 @@ async def _until_finished(ctx: Context, ids: list[str], within: float) -> dict:
     return await asyncio.to_thread(_store_jobs, ctx, ids)
 
 
+async def _durable_finished(ctx: Context, ids: list[str], within: float) -> dict:
+    """The durable handler's jobs as ``_store_jobs`` gives ours: its query's end is the job's completion."""
+    deadline = time.monotonic() + within
+    while True:
+        done = (await ctx.client.get(f"{ctx.stack.durable}/jobs")).json()
+        if set(ids) <= done.keys() or time.monotonic() > deadline:
+            return {i: ("completed", None, done[i]) for i in ids if i in done}
+        await asyncio.sleep(0.25)
+
+
 async def _submit(ctx: Context, slug: str, params: dict, callback_url: str | None = None) -> dict:
     body = {"parameter_values": params} | ({"callback_url": callback_url} if callback_url else {})
     r = await ctx.client.post(f"{ctx.stack.api}/api/v1/data-api/{NAMESPACE}/{slug}/execute", json=body,
@@ -162,51 +159,89 @@ async def _submit(ctx: Context, slug: str, params: dict, callback_url: str | Non
     return r.json()
 
 
-async def async_jobs(ctx: Context) -> dict:
-    n, concurrency = ctx.plan.async_jobs, ctx.plan.concurrency
-    params = parameter_values("point-async", ctx.plan.rows, n)
+async def _submit_all(base: str, requests: list[bytes], concurrency: int) -> tuple[dict[str, float], float]:
+    """Sends every request (built before the clock starts) from ``concurrency`` clients; ({job_id: submitted
+    at}, seconds the submissions took)."""
     submitted: dict[str, float] = {}
-    ours = ctx.targets("ours")[0]
-    pending = iter([ours.raw("point-async", p) for p in params])  # built before the clock starts
+    pending = iter(requests)
 
     async def submitter(conn: wire.Connection) -> None:
         for raw in pending:
             at = time.time()
             reply = await conn.send(raw)
             if reply.status != 202:
-                raise load.RequestFailed(f"point-async: HTTP {reply.status} {reply.body[:300]!r}")
+                raise load.RequestFailed(f"submission: HTTP {reply.status} {reply.body[:300]!r}")
             submitted[reply.json()["job_id"]] = at
 
-    warm = (await _submit(ctx, "point-async", params[0]))["job_id"]
-    await _until_finished(ctx, [warm], 30)
-    conns = [wire.Connection.to(ctx.stack.api) for _ in range(concurrency)]
+    conns = [wire.Connection.to(base) for _ in range(concurrency)]
     await asyncio.gather(*(c.open() for c in conns))
-    with ctx.monitor() as procs:
-        started = time.time()
-        try:
-            async with asyncio.TaskGroup() as group:  # one failure cancels the other submitters (no stray load)
-                for conn in conns:
-                    group.create_task(submitter(conn))
-        finally:
+    started = time.time()
+    try:
+        async with asyncio.TaskGroup() as group:  # one failure cancels the other submitters (no stray load)
             for conn in conns:
-                conn.close()
-        submit_seconds = time.time() - started
-        ctx.log(f"  {n} submissions in {submit_seconds:.1f} s; waiting for completion")
-        jobs = await _until_finished(ctx, list(submitted), ctx.plan.scenario_timeout)
-    done = {i: j for i, j in jobs.items() if j[0] == "completed"}
-    last = max((j[2] for j in done.values()), default=started)
-    r = await ctx.client.get(f"{ctx.stack.api}/api/v1/data-api/{NAMESPACE}/point-async/jobs/{next(iter(done))}",
-                             headers=ctx.auth) if done else None
-    return {
-        "submitted": n, "completed": len(done), "failed": sum(1 for j in jobs.values() if j[0] == "failed"),
-        "unfinished": n - sum(1 for j in jobs.values() if j[0] != "processing"),
-        "submit_seconds": round(submit_seconds, 2), "submit_per_s": round(n / submit_seconds, 1),
-        "completed_per_s": round(len(done) / max(last - started, 1e-9), 1),
-        "submit_to_completed": load.latency_stats([j[2] - submitted[i] for i, j in done.items()]),
-        "created_to_completed": load.latency_stats([j[2] - j[1] for j in done.values()]),
-        "sample_job_ok": r is not None and r.status_code == 200 and r.json()["result"]["row_count"] == 1,
-        "processes": procs.report(),
-    }
+                group.create_task(submitter(conn))
+    finally:
+        for conn in conns:
+            conn.close()
+    return submitted, time.time() - started
+
+
+async def async_jobs(ctx: Context, sides: list[str]) -> dict:
+    """``sides``: "ours", and "durable" for the durable handler's jobs (the same eager workflow and local
+    activity, nothing else): completed jobs per second and submit-to-completed latency, one side after the
+    other."""
+    n, concurrency = ctx.plan.async_jobs, ctx.plan.concurrency
+    params = parameter_values("point-async", ctx.plan.rows, n)
+    out = {}
+    for side in sides:
+        if side == "ours":
+            base, finished = ctx.stack.api, _until_finished
+            requests = [ctx.targets("ours")[0].raw("point-async", p) for p in params]
+            warm = (await _submit(ctx, "point-async", params[0]))["job_id"]
+        else:
+            base, finished = ctx.stack.durable, _durable_finished
+            requests = [wire.request_bytes("POST", f"{base}/jobs/point", json_body={"parameter_values": p})
+                        for p in params]
+            warm = (await ctx.client.post(f"{base}/jobs/point", json={"parameter_values": params[0]})).json()["job_id"]
+        await finished(ctx, [warm], 30)
+        submitted, seconds = await _submit_all(base, requests, concurrency)
+        started = min(submitted.values())
+        ctx.log(f"  {side}: {n} submissions in {seconds:.1f} s; waiting for completion")
+        jobs = await finished(ctx, list(submitted), ctx.plan.scenario_timeout)
+        done = {i: j for i, j in jobs.items() if j[0] == "completed"}
+        last = max((j[2] for j in done.values()), default=started)
+        out[side] = {
+            "submitted": n, "completed": len(done), "failed": sum(1 for j in jobs.values() if j[0] == "failed"),
+            "unfinished": n - sum(1 for j in jobs.values() if j[0] != "processing"),
+            "submit_per_s": round(n / seconds, 1), "completed_per_s": round(len(done) / max(last - started, 1e-9), 1),
+            "submit_to_completed_ms": _ms(load.latency_stats([j[2] - submitted[i] for i, j in done.items()])),
+        }
+    return out
+
+
+# --- 4: a 10,000-row result ---------------------------------------------------------------------------------
+
+async def wide(ctx: Context) -> dict:
+    plan = ctx.plan
+    targets = ctx.targets("ours", "bare")
+    params = parameter_values("wide", plan.rows, max(plan.rounds * plan.wide_requests, 50))
+    rows = await _same_answers(ctx, targets, "wide", params[0])
+    if rows != WIDE_ROWS:
+        raise AssertionError(f"wide returned {rows} rows, not {WIDE_ROWS}")
+    with ctx.monitor() as c1:
+        await load.warm_up(targets, "wide", params[-2:])
+        latency = await load.latency_rounds(targets, "wide", params, plan.rounds, plan.wide_requests)
+    with ctx.monitor() as c16:
+        throughput = await load.throughput_rounds(targets, "wide", params, 1, plan.concurrency,
+                                                  plan.throughput_seconds)
+    c1, c16 = c1.report(), c16.report()
+    return {"rows": rows, "c1_ms": {side: _ms(s) for side, s in latency.items()},
+            "c16_req_s": {side: t["req_per_s"] for side, t in throughput.items()},
+            # The API runs the sync queries, so its RSS holds DuckDB's working memory: the bare handler's growth
+            # for the same SQL at the same concurrency is the baseline.
+            "rss_growth_mb": {"c1": {side: c1[p]["growth_mb"] for side, p in (("ours", "api"), ("bare", "bare"))},
+                              "c16": {side: c16[p]["growth_mb"] for side, p in (("ours", "api"), ("bare", "bare"))}},
+            "worker_rss_growth_mb": max(c1["worker"]["growth_mb"], c16["worker"]["growth_mb"])}
 
 
 # --- 5: callbacks -------------------------------------------------------------------------------------------
@@ -240,8 +275,8 @@ async def callbacks(ctx: Context) -> dict:
             from_completed.append(arrived - completed)
             if seen is not None:
                 from_polled.append(arrived - seen)
-    return {"jobs": k, "missing": missing, "completed_to_receipt": load.latency_stats(from_completed),
-            "polled_to_receipt": load.latency_stats(from_polled)}
+    return {"jobs": k, "missing": missing, "completed_to_receipt_ms": _ms(load.latency_stats(from_completed)),
+            "polled_to_receipt_ms": _ms(load.latency_stats(from_polled))}
 
 
 # --- 6: Jobs API uploads ------------------------------------------------------------------------------------
@@ -277,9 +312,11 @@ async def uploads(ctx: Context) -> dict:
         finally:
             path.unlink(missing_ok=True)
         ok = result.status_code == 200 and result.json().get("lines") == lines
-        out[f"{mb}mb"] = {"bytes": size, "lines": lines, "upload_s": round(uploaded, 3),
-                          "to_completed_s": round(finished, 3), "result_ok": ok, "processes": procs.report()}
-    return {"sizes": out}
+        rss = procs.report()
+        out[f"{mb}mb"] = {"bytes": size, "upload_s": round(uploaded, 3), "to_completed_s": round(finished, 3),
+                          "api_rss_growth_mb": rss["api"]["growth_mb"],
+                          "worker_rss_growth_mb": rss["worker"]["growth_mb"], "result_ok": ok}
+    return out
 
 
 def _count_lines(path) -> int:

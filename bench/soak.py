@@ -49,11 +49,13 @@ from pathlib import Path
 import httpx
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from bench import report
 from bench.load import latency_stats
 from bench.procs import Processes, cpu_seconds, rss_mb
 from bench.queries import FIRST_DAY, NAMESPACE
 from bench.receiver import Receiver, _Handler
-from bench.stack import Stack, _env, start_stack
+from bench.stack import Stack, start_stack
+from bench.tenant import dataapi
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WEIGHTS = {"sync": 8, "async_poll": 4, "callback": 3, "upload": 2, "bad": 1}  # per 18 operations
@@ -512,7 +514,7 @@ def trend(samples: list[dict], name: str, seconds: float, max_slope: float, judg
     last = [v for t, v in points if t >= seconds - minute]
     slope = slope_per_minute([(t, v) for t, v in points if t >= seconds / 2])
     out = {
-        "start_mb": points[0][1], "end_mb": points[-1][1], "min_mb": min(v for _, v in points),
+        "samples": len(points), "start_mb": points[0][1], "end_mb": points[-1][1], "min_mb": min(v for _, v in points),
         "max_mb": max(v for _, v in points),
         "first_minute_median_mb": round(statistics.median(first), 1) if first else None,
         "last_minute_median_mb": round(statistics.median(last), 1) if last else None,
@@ -577,10 +579,7 @@ def _meta(args) -> dict:
 
 def _webhook_secret(stack: Stack) -> str:
     """The company's signing secret, read the documented way (``dataapi webhooks secret``)."""
-    out = subprocess.run([sys.executable, "-m", "dataapi.cli", "webhooks", "secret", "--company",  # noqa: S603
-                          stack.tenant.company], env=_env(stack.settings, stack.ca_bundle), cwd=stack.work,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    return json.loads(out)["secret"]
+    return json.loads(dataapi(stack.env, "webhooks", "secret", "--company", stack.tenant.company))["secret"]
 
 
 def _log_errors(procs_dir: Path) -> dict:
@@ -720,12 +719,11 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = results["meta"]
     meta["load_average_at_end"] = _load_average()
-    loads = [s["load1"] for s in results["samples"]]
+    loads = [s["load1"] for s in results.pop("samples")]  # summarised by rss_trend and cpu: not committed
     meta["load_average_1min_during"] = {"min": min(loads), "median": statistics.median(loads), "max": max(loads)}
     results["failures"] = verdict(results)
     results["passed"] = not results["failures"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    report.write_json(results, args.out)
 
     print(f"\nSoak: {results['load_seconds']:g} s at {args.rate:g} operations/s (at most {args.concurrency} in "
           f"flight, max reached {results['max_in_flight']}, max schedule lag {results['max_schedule_lag_s']:g} s), "

@@ -1,13 +1,12 @@
 """Starts what a run needs, as separate processes the way production runs them: a Temporal dev server with
 the project's search attributes, ``dataapi worker`` and ``dataapi api`` on a temp var dir, and the baselines
-(the bare Starlette + DuckDB app, Datasette) on copies of the same data."""
+(the bare Starlette + DuckDB app, plain and durable, and Datasette) on copies of the same rows."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from bench import data
 from bench.procs import Processes, free_port, wait_http
 from bench.queries import BARE, DATASETTE
 from bench.receiver import make_pki
-from bench.tenant import Tenant, create_tenant
+from bench.tenant import DATAAPI, Tenant, create_tenant
 from dataapi.dev import temporal_command, wait_for_temporal
 from dataapi.settings import Settings
 
@@ -34,11 +33,14 @@ class Stack:
     ca_bundle: Path
     work: Path
     durable: str | None = None  # the bare handler on Temporal (bench/bare.py --temporal)
+    env: dict | None = None  # what ``env`` gives: for ``dataapi`` commands during the run
 
 
-def _env(settings: Settings, ca_bundle: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAAPI_")}
-    env.update(
+def env(settings: Settings, ca_bundle: Path, extra: dict[str, str] | None = None) -> dict:
+    """The ``DATAAPI_*`` settings every process of the stack (and every ``dataapi`` command) runs with: none of
+    the caller's own, only the run's and ``extra``."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("DATAAPI_")}
+    out.update(
         DATAAPI_VAR_DIR=str(settings.var_dir), DATAAPI_API_PORT=str(settings.api_port),
         DATAAPI_TEMPORAL_ADDRESS=settings.temporal_address, DATAAPI_TEMPORAL_UI_PORT=str(settings.temporal_ui_port),
         DATAAPI_AUTH_MAX_FAILURES=str(settings.auth_max_failures),
@@ -47,7 +49,8 @@ def _env(settings: Settings, ca_bundle: Path) -> dict:
         DATAAPI_CALLBACK_CA_BUNDLE=str(ca_bundle),
         DATAAPI_UPLOAD_MAX_BYTES=str(settings.upload_max_bytes),
     )
-    return env
+    out.update(extra or {})
+    return out
 
 
 def _datasette_metadata(path: Path) -> Path:
@@ -56,23 +59,25 @@ def _datasette_metadata(path: Path) -> Path:
     return path
 
 
-def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], log=print) -> Stack:
-    """``baselines``: a subset of {"bare", "datasette", "durable"}. Everything started is registered in ``procs``."""
+def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], log=print,
+                settings_env: dict[str, str] | None = None) -> Stack:
+    """``baselines``: a subset of {"bare", "datasette", "durable"}; ``settings_env``: ``DATAAPI_*`` settings for
+    our processes beyond the run's own. Everything started is registered in ``procs``."""
     settings = Settings(var_dir=work / "var", api_port=free_port(), temporal_address=f"127.0.0.1:{free_port()}",
                         temporal_ui_port=free_port(), upload_max_bytes=512 << 20,
                         auth_max_failures=1_000_000, access_token_ttl_seconds=7200)  # one login for the run
     settings.var_dir.mkdir(parents=True)
     log(f"generating {rows:,} sales rows and the company (var dir {settings.var_dir})")
     sales = data.write_sales(work / "sales.parquet", rows)
-    tenant = create_tenant(settings, sales)
     ca_bundle = make_pki(work / "pki")
-    env = _env(settings, ca_bundle)
+    environ = env(settings, ca_bundle, settings_env)
+    tenant = create_tenant(environ, work, sales)
 
     log(f"starting Temporal dev server on {settings.temporal_address}, worker and API on :{settings.api_port}")
-    temporal = procs.start("temporal", [*temporal_command(settings), "--headless"], env, cwd=work)
+    temporal = procs.start("temporal", [*temporal_command(settings), "--headless"], environ, cwd=work)
     asyncio.run(wait_for_temporal(settings, within=60))
-    worker = procs.start("worker", [sys.executable, "-m", "dataapi.cli", "worker"], env, cwd=work)
-    api = procs.start("api", [sys.executable, "-m", "dataapi.cli", "api"], env, cwd=work)
+    worker = procs.start("worker", [DATAAPI, "worker"], environ, cwd=work)
+    api = procs.start("api", [DATAAPI, "api"], environ, cwd=work)
     api_url = f"http://127.0.0.1:{settings.api_port}"
     pids = {"api": api.pid, "worker": worker.pid, "temporal": temporal.pid}
 
@@ -82,13 +87,13 @@ def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], lo
     for side in ("bare", "durable"):
         if side not in baselines:
             continue
-        db = shutil.copyfile(tenant.duckdb_file, work / f"{side}.duckdb")  # DuckDB locks a file per process
+        db = data.write_duckdb(sales, work / f"{side}.duckdb")  # DuckDB locks a file per process
         port = free_port()
         durable = ["--temporal", settings.temporal_address, "--namespace", settings.temporal_namespace]
         proc = procs.start(side, [sys.executable, "-m", "bench.bare", "--db", str(db), "--queries", str(queries),
                                   "--port", str(port), "--threads", str(settings.query_threads),
                                   "--memory-limit", settings.query_memory_limit,
-                                  *(durable if side == "durable" else [])], env,
+                                  *(durable if side == "durable" else [])], environ,
                            cwd=Path(__file__).resolve().parent.parent)
         urls[side], pids[side] = f"http://127.0.0.1:{port}", proc.pid
     datasette_url = None
@@ -98,7 +103,7 @@ def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], lo
         port = free_port()
         ds = procs.start("datasette", [str(BIN / "datasette"), "serve", "-i", str(db), "--host", "127.0.0.1",
                                        "--port", str(port), "-m", str(_datasette_metadata(work / "metadata.json")),
-                                       "--setting", "sql_time_limit_ms", "60000"], env, cwd=work)
+                                       "--setting", "sql_time_limit_ms", "60000"], environ, cwd=work)
         datasette_url, pids["datasette"] = f"http://127.0.0.1:{port}", ds.pid
 
     wait_http(f"{api_url}/readyz", procs, within=60)
@@ -106,4 +111,5 @@ def start_stack(work: Path, procs: Processes, rows: int, baselines: set[str], lo
         wait_http(f"{url}/healthz", procs, within=30)
     if datasette_url:
         wait_http(f"{datasette_url}/-/versions.json", procs, within=30)
-    return Stack(settings, tenant, api_url, urls.get("bare"), datasette_url, pids, ca_bundle, work, urls.get("durable"))
+    return Stack(settings, tenant, api_url, urls.get("bare"), datasette_url, pids, ca_bundle, work, urls.get("durable"),
+                 environ)

@@ -1,22 +1,18 @@
-"""The benchmark's company, created with the project's own functions on the stack's var dir before the API and
-the worker start: an integration user (Data API and Jobs API), its key, the endpoints, a line-counting
-repository and the sales table."""
+"""The benchmark's company, created with the ``dataapi`` command on the stack's var dir before the API and the
+worker start: an integration user (Data API and Jobs API), its key, the endpoints, a line-counting repository
+and the sales table. Only the command is used, so the bench follows the product's modules wherever they move."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from activities.duck import CompanyDatabases
-from activities.runners import validate_code
 from bench.queries import ENDPOINTS, NAMESPACE
-from dataapi import identity
-from dataapi.db import make_engine, session_scope, upgrade
-from dataapi.endpoints import parse_definition, upsert_endpoint
-from dataapi.jobs import upsert_repository
-from dataapi.secrets import secret_key
-from dataapi.settings import Settings
 
+DATAAPI = str(Path(sys.executable).parent / "dataapi")
 COMPANY = "bench"
 USER = "bench-integration"
 POLICIES = ["DataAPIConsumer", "JobsAPIConsumer"]
@@ -40,7 +36,6 @@ class Tenant:
     company: str
     api_key: str
     api_secret: str
-    duckdb_file: Path  # the company's current database file (the bare handler gets a copy)
 
     def login_body(self) -> dict:
         return {"company_slug": self.company, "api_key": self.api_key, "api_secret": self.api_secret}
@@ -51,24 +46,29 @@ class Tenant:
                 "x-api-key": f"{self.api_key}.{self.api_secret}"}
 
 
-def create_tenant(settings: Settings, sales: Path) -> Tenant:
-    upgrade(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with session_scope(engine) as s:
-            company = identity.create_company(s, COMPANY, "Benchmark")
-            user = identity.create_user(s, company, USER, POLICIES)
-            key, secret = identity.create_api_key(s, identity.SecretHasher(secret_key(settings)), company, user)
-            for definition in ENDPOINTS:
-                upsert_endpoint(s, company, parse_definition({"namespace": NAMESPACE, **definition},
-                                                             settings.default_max_rows, settings.max_rows_cap))
-            code = {"files": {"main.py": LINE_COUNT}, "entry_point": "main.py"}
-            upsert_repository(s, company.id, {"id": REPOSITORY_ID, "name": "Line count", "runner": "python",
-                                              "code": code}, validate_code)
-    finally:
-        engine.dispose()
-    databases = CompanyDatabases(settings.resolved_data_dir)
-    databases.load_file(COMPANY, "vendas", sales)
-    company_dir = databases.company_dir(COMPANY)
-    current = (company_dir / "CURRENT").read_text().strip()
-    return Tenant(COMPANY, key.key_id, secret, company_dir / current)
+def dataapi(env: dict, *args: str) -> str:
+    """Runs ``dataapi ARGS`` with ``env`` (its ``DATAAPI_*`` settings); returns its output."""
+    done = subprocess.run([DATAAPI, *args], env=env, capture_output=True, text=True, timeout=120,  # noqa: S603
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"dataapi {' '.join(args)}: exit {done.returncode}: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def create_tenant(env: dict, work: Path, sales: Path) -> Tenant:
+    dataapi(env, "db", "upgrade")
+    dataapi(env, "companies", "create", COMPANY, "--name", "Benchmark")
+    dataapi(env, "users", "create", "--company", COMPANY, "--name", USER,
+            *(arg for p in POLICIES for arg in ("--policy", p)))
+    key = json.loads(dataapi(env, "keys", "create", "--company", COMPANY, "--user", USER, "--json"))
+    endpoints = work / "endpoints.json"
+    endpoints.write_text(json.dumps({"company": COMPANY,
+                                     "endpoints": [{"namespace": NAMESPACE, **e} for e in ENDPOINTS]}))
+    dataapi(env, "endpoints", "apply", str(endpoints))
+    repo = work / "line-count"
+    repo.mkdir()
+    (repo / "main.py").write_text(LINE_COUNT)
+    dataapi(env, "repositories", "create", "--company", COMPANY, "--name", "Line count", "--runner", "python",
+            "--path", str(repo), "--id", REPOSITORY_ID)
+    dataapi(env, "data", "load", "--company", COMPANY, "--table", "vendas", str(sales))
+    return Tenant(COMPANY, key["api_key"], key["api_secret"])

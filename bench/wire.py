@@ -1,12 +1,11 @@
 """The harness's load generator: HTTP/1.1 over keep-alive connections with the requests built before they are
 timed, and a response parser that only finds where the body ends.
 
-Why not httpx: on this 2-core machine the load generator shares the CPUs with what it measures, and httpx spends
-~1 ms of CPU per request in the harness process. That is nothing beside a 40 ms call, but it capped a bare
-handler's point lookups at ~300 req/s where wrk (C) measured ~900, and it took a larger share of the CPU from the
-side that answers more requests per second, which lifted our throughput ratios over the ones an independent
-tool measures (docs/performance.md, "Session of 2026-12-03"). Here a request costs the harness tens of
-microseconds; the harness still records its own CPU per request, so what is left of the effect is printed.
+Why not httpx: the load generator shares the CPUs with what it measures, and httpx spends about 1 ms of CPU per
+request in the harness process. That capped a bare handler's point lookups at a third of what wrk (C) measures
+and took more CPU from the side answering more requests per second, lifting our throughput ratios. Here a
+request costs the harness tens of microseconds, and the ratios agree with wrk's within the rounds' spread; the
+harness still records its own CPU per request, so what is left of the effect is printed.
 """
 
 from __future__ import annotations
