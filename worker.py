@@ -20,12 +20,13 @@ from activities.query import QueryActivities
 from activities.runners import RunLimits
 from activities.sandbox import Sandbox
 from dataapi import heap, temporal
-from dataapi.artifacts import store_from_settings
-from dataapi.callbacks import SecretBox
+from dataapi.callbacks.secrets import SecretBox
 from dataapi.db import make_engine
 from dataapi.logs import configure as configure_logging
 from dataapi.secrets import secret_key
 from dataapi.settings import Settings
+from dataapi.storage.factory import store_from_settings
+from dataapi.sync import SyncLane
 from workflows.callback import CallbackWorkflow
 from workflows.job import RepositoryJobWorkflow
 from workflows.query import QueryWorkflow
@@ -34,7 +35,8 @@ log = logging.getLogger("dataapi.worker")
 QUEUES = ("queries", "jobs", "callbacks")
 
 
-def query_activities(settings: Settings) -> QueryActivities:
+def query_activities(settings: Settings, lane: SyncLane | None = None) -> QueryActivities:
+    """The query activities and their resources; ``lane``: the sync lane they report to (the API's)."""
     return QueryActivities(
         engine=make_engine(settings.resolved_database_url),
         databases=CompanyDatabases(settings.resolved_data_dir, settings.query_memory_limit, settings.query_threads,
@@ -42,6 +44,7 @@ def query_activities(settings: Settings) -> QueryActivities:
         artifacts=store_from_settings(settings),
         executor=ThreadPoolExecutor(max_workers=settings.query_workers + 2, thread_name_prefix="query"),
         query_slots=settings.query_concurrency or os.cpu_count() or 1,
+        lane=lane,
     )
 
 
@@ -52,18 +55,14 @@ def build_query_worker(client: Client, settings: Settings, in_api: bool = False,
     ``in_api``: the worker the API process hosts so that sync executions start eagerly (their first workflow
     task and the query, a local activity, run in the process that waits for them). It takes no remote
     activities: an async query runs there only as its local attempt (``async_local_budget_seconds``), then on
-    the worker processes. ``acts``: its activities, when the caller also lets the API start queries through
-    them (``sync_results.prefetching``)."""
+    the worker processes. ``acts``: its activities, e.g. ones that report to the API's sync lane
+    (``query_activities(settings, lane)``)."""
     acts = acts or query_activities(settings)
     return Worker(
         client, task_queue=settings.task_queue_queries, workflows=[QueryWorkflow],
         activities=[acts.run_query, acts.finish_failed],
         max_concurrent_activities=settings.query_workers, max_concurrent_local_activities=settings.query_workers,
         no_remote_activities=in_api, workflow_runner=temporal.QUERY_WORKFLOW_RUNNER,
-        # In the API process, QueryWorkflow's activations (our code, unsandboxed, never blocking: it awaits only
-        # local activities and a child's start) run on the event loop instead of a thread each: three thread
-        # hand-offs less per sync call. This gives up the SDK's 2 s deadlock detection there (docs/performance.md).
-        debug_mode=in_api,
     )
 
 

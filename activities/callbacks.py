@@ -12,16 +12,18 @@ import orjson
 from sqlalchemy import Engine
 from temporalio import activity
 
+from activities.blocking import BlockingActivities
 from activities.delivery import deliver
-from dataapi import callbacks
-from dataapi.artifacts import ArtifactStore
+from dataapi.callbacks import deliveries
+from dataapi.callbacks import secrets as webhook_secrets
+from dataapi.callbacks.webhooks import webhook_headers
+from dataapi.data_api.jobs import job_body
 from dataapi.db import session_scope, while_unavailable
-from dataapi.endpoints import job_body
 from dataapi.logs import log_context
 from dataapi.messages import AttemptInput, AttemptOutput
 from dataapi.models import Job, utcnow
 from dataapi.settings import Settings
-from dataapi.webhooks import webhook_headers
+from dataapi.storage.base import ArtifactStore
 
 log = logging.getLogger("dataapi.activities.callbacks")
 _FINAL = ("delivered", "gone", "refused")
@@ -35,30 +37,27 @@ async def _heartbeat_every(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-class CallbackActivities:
-    def __init__(self, settings: Settings, engine: Engine, artifacts: ArtifactStore, box: callbacks.SecretBox,
+class CallbackActivities(BlockingActivities):
+    def __init__(self, settings: Settings, engine: Engine, artifacts: ArtifactStore, box: webhook_secrets.SecretBox,
                  executor: ThreadPoolExecutor):
         self.settings, self.engine, self.artifacts, self.box, self.executor = settings, engine, artifacts, box, executor
-
-    async def _blocking(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def _prepare(self, inp: AttemptInput) -> tuple[str, bytes, list[str]]:
         """The URL, the body (the job as GET job shows it) and the signing secrets."""
         with session_scope(self.engine) as session:
             job = session.get(Job, inp.job_id)
-            delivery = callbacks.open_delivery(session, inp.delivery_id, job)
+            delivery = deliveries.open_delivery(session, inp.delivery_id, job)
             result = self.artifacts.get_bytes(job.result_key) if job.status == "completed" else None
-            secrets = callbacks.signing_secrets(session, self.box, job.company_id,
+            secrets = webhook_secrets.signing_secrets(session, self.box, job.company_id,
                                                 self.settings.webhook_secret_grace_seconds)
             return delivery.url, orjson.dumps(job_body(job, result)), secrets
 
     def _record(self, inp: AttemptInput, outcome: str, status: int | None, error: str | None, ms: int,
                 next_delay: float | None) -> None:
         with session_scope(self.engine) as session:
-            delivery = callbacks.open_delivery(session, inp.delivery_id, session.get(Job, inp.job_id))
+            delivery = deliveries.open_delivery(session, inp.delivery_id, session.get(Job, inp.job_id))
             next_at = utcnow() + timedelta(seconds=next_delay) if next_delay is not None else None
-            callbacks.record_attempt(session, delivery, inp.attempt, outcome, status, error, ms, next_at)
+            deliveries.record_attempt(session, delivery, inp.attempt, outcome, status, error, ms, next_at)
 
     @activity.defn(name="deliver_callback")
     async def deliver_callback(self, inp: AttemptInput) -> AttemptOutput:

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import httpx
 
-from dataapi.callback_url import (
+from dataapi.callbacks.url import (
     Resolver,
     Target,
     UnresolvableHost,

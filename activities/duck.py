@@ -16,7 +16,7 @@ Endpoint SQL is written by the company's own admins but runs in our worker, so e
 read-only, may read only the company's ``files/`` folder, cannot load extensions and cannot change settings;
 and only a single SELECT statement is accepted (DuckDB would otherwise let COPY and EXPORT write into
 ``files/``, the one folder it may access), one that calls none of the introspection functions that would tell
-the server's paths and settings (``dataapi.sqlguard``). A result is serialised in byte-bounded batches and
+the server's paths and settings (``dataapi.data_api.sqlguard``). A result is serialised in byte-bounded batches and
 refused (``ResultTooLarge``) as soon as it passes ``max_result_bytes``, so no process holds an oversized one.
 """
 
@@ -39,9 +39,10 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from dataapi import sqlguard
-from dataapi.identity import valid_slug
-from dataapi.params import NAME_RE
+from activities.json_values import iso_duration, unique_names
+from dataapi.data_api import sqlguard
+from dataapi.data_api.params import NAME_RE
+from dataapi.identity.service import valid_slug
 
 VERSION_RE = re.compile(r"db-(\d{6,})\.duckdb")
 _OLD_FILE_RE = re.compile(r"db-\d{6,}\.duckdb(?:\.wal)?")
@@ -61,7 +62,7 @@ class QueryFailed(Exception):
 
 
 class SqlRefused(QueryFailed):
-    """The SQL calls a function endpoint SQL may not use (``dataapi.sqlguard``)."""
+    """The SQL calls a function endpoint SQL may not use (``dataapi.data_api.sqlguard``)."""
 
 
 DEFAULT_MAX_RESULT_BYTES = 32 << 20
@@ -369,7 +370,7 @@ def _shape(cursor: duckdb.DuckDBPyConnection, sql: str, params: dict) -> _Shape:
         raise SqlRefused(e.message) from None
     parameters = set(statement.named_parameters)
     relation = cursor.sql(statement, params={n: v for n, v in params.items() if n in parameters})  # bound, not run
-    names, duck_types = _unique(relation.columns), [str(t) for t in relation.types]
+    names, duck_types = unique_names(relation.columns), [str(t) for t in relation.types]
     as_json = _json_rows_sql(sql, names, duck_types)  # DuckDB writes each row's JSON: no Python objects per value
     python_rows = statement
     if any(t.startswith("DECIMAL") for t in duck_types):
@@ -468,16 +469,8 @@ def _default(v):
     if isinstance(v, bytes):
         return base64.b64encode(v).decode()
     if isinstance(v, timedelta):
-        return _iso_duration(v)
+        return iso_duration(v)
     raise TypeError
-
-
-def _iso_duration(td: timedelta) -> str:
-    micros = abs(td) // timedelta(microseconds=1)
-    seconds, micros = divmod(micros, 1_000_000)
-    days, seconds = divmod(seconds, 86_400)
-    text = f"P{days}DT{seconds}" + (f".{micros:06d}".rstrip("0") if micros else "") + "S"
-    return ("-" if td < timedelta(0) else "") + text
 
 
 def _sanitise(v):
@@ -493,20 +486,6 @@ def _sanitise(v):
     if isinstance(v, Decimal | bytes | timedelta):
         return _default(v)
     return v
-
-
-def _unique(names: list[str]) -> list[str]:
-    """JSON objects cannot repeat a key: `SELECT 1 AS a, 2 AS a` gives a and a_1."""
-    seen: set[str] = set()
-    out = []
-    for name in names:
-        candidate, n = name, 0
-        while candidate in seen:
-            n += 1
-            candidate = f"{name}_{n}"
-        seen.add(candidate)
-        out.append(candidate)
-    return out
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -588,9 +567,9 @@ _ROW = "__dataapi_row"
 def _json_rows_sql(sql: str, names: list[str], duck_types: list[str]) -> str | None:
     """A statement giving each row of ``sql`` as one JSON object (``names`` are its keys), or None when a
     column's type is not one DuckDB writes exactly as the Python path does (the rows then go through Python).
-    For a 10,000-row result this is ~20 ms of Python objects and GIL time saved, and no per-value memory."""
-    folded = {n.lower() for n in names}
-    if len(folded) < len(names) or _ROW in folded:  # DuckDB's names are case-insensitive
+    It saves building a Python object per value (and the GIL time that takes) on large results. ``names`` are
+    unique case-insensitively (``unique_names``), as the quoted column names of this statement must be."""
+    if _ROW in (n.lower() for n in names):  # our row alias as a column name: the Python path
         return None
     columns = []
     for i, (name, duck_type) in enumerate(zip(names, duck_types, strict=True), 1):

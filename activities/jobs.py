@@ -21,14 +21,15 @@ from pathlib import Path
 from sqlalchemy import Engine
 from temporalio import activity
 
+from activities.blocking import BlockingActivities
 from activities.runners import RunLimits, RunResult, run_job
 from activities.sandbox import Sandbox
-from dataapi import jobs
-from dataapi.artifacts import ArtifactNotFound, ArtifactStore
 from dataapi.db import session_scope, while_unavailable
+from dataapi.jobs_api import jobs
 from dataapi.logs import log_context
 from dataapi.messages import JobFailure, JobInput, JobOutput
 from dataapi.models import RepoJob
+from dataapi.storage.base import ArtifactNotFound, ArtifactStore
 
 log = logging.getLogger("dataapi.activities.jobs")
 STORE_WAIT_SECONDS = 120.0  # a finished run waits this long for an unreachable store before the attempt fails
@@ -74,7 +75,7 @@ class StepLog:
             f.write(f"{stamp} {message}\n")
 
 
-class JobActivities:
+class JobActivities(BlockingActivities):
     """``limits``: the limits of every run (time and memory come from each job); ``sandbox``: how runs are
     isolated. Holds no key or secret: a job worker needs the store, the artifacts and Temporal only."""
 
@@ -82,9 +83,6 @@ class JobActivities:
                  limits: RunLimits = RunLimits(), sandbox: Sandbox = Sandbox()):  # noqa: B008 - frozen
         self.engine, self.artifacts, self.work_dir, self.executor = engine, artifacts, Path(work_dir), executor
         self.limits, self.sandbox = limits, sandbox
-
-    async def _blocking(self, fn: Callable, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def _status(self, job_id: str) -> str | None:
         with session_scope(self.engine) as session:

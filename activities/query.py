@@ -1,5 +1,8 @@
 """The query activity: runs an endpoint's SQL on the company's DuckDB, stores the result in the artifact
-store and records the job's outcome. Blocking work (DuckDB, the SQL store) runs on the executor."""
+store and records the job's outcome. Blocking work (DuckDB, the SQL store) runs on the executor.
+
+In the API process the activities report to the process's sync lane (``dataapi.sync``): a sync query's local
+activity adopts the query the request started for it and publishes its stored outcome to the request."""
 
 from __future__ import annotations
 
@@ -11,19 +14,22 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine
 from temporalio import activity
 
+from activities.blocking import BlockingActivities
 from activities.duck import CompanyDatabases, QueryFailed, QueryInterrupted, QueryResult, ResultTooLarge, SqlRefused
-from dataapi.artifacts import ArtifactStore
+from activities.query_defs import FINISH_FAILED, RUN_QUERY
+from dataapi.data_api.jobs import finish_job
+from dataapi.data_api.params import ParamSpec, to_bind
 from dataapi.db import while_unavailable
-from dataapi.endpoints import finish_job
-from dataapi.handoff import sync_results
 from dataapi.logs import log_context
 from dataapi.messages import FinishInput, QueryInput, QueryOutput
-from dataapi.params import ParamSpec, to_bind
+from dataapi.storage.base import ArtifactStore
+from dataapi.sync import SyncLane
 
 log = logging.getLogger("dataapi.activities.query")
 # An async query whose work is done waits this long (heartbeating) for an unreachable metadata store rather
@@ -50,13 +56,6 @@ def _insert_fields(inp: QueryInput) -> dict:
     return {"company_id": inp.company_id, "endpoint_id": inp.endpoint_id, "mode": inp.mode,
             "parameters": json.dumps(inp.params), "user_id": inp.user_id, "api_key_id": inp.api_key_id,
             "callback_url": inp.callback_url}
-
-
-def _handed_off(inp: QueryInput, out: QueryOutput, document: bytes | None = None) -> QueryOutput:
-    """A sync outcome, stored and recorded, goes straight to a request of this process that waits for it."""
-    if inp.mode == "sync":
-        sync_results.publish(inp.job_id, out, document)
-    return out
 
 
 class RunningQuery:
@@ -90,37 +89,47 @@ class RunningQuery:
         self.future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
-class QueryActivities:
+class QueryActivities(BlockingActivities):
+    """``lane``: the sync lane of the process (the API's), whose calls these activities adopt and answer."""
+
     def __init__(self, engine: Engine, databases: CompanyDatabases, artifacts: ArtifactStore,
-                 executor: ThreadPoolExecutor, query_slots: int):
+                 executor: ThreadPoolExecutor, query_slots: int, lane: SyncLane | None = None):
         self.engine, self.databases, self.artifacts, self.executor = engine, databases, artifacts, executor
+        self.lane = lane
         # At most this many DuckDB queries at once (their working memory), however they were started; the
         # executor keeps threads beyond them for storing results.
         self._slots = asyncio.Semaphore(query_slots)
 
-    async def _blocking(self, fn: Callable, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
-    async def _run(self, *args) -> QueryResult:
+    async def _run(self, *args: Any) -> QueryResult:
         async with self._slots:
             return await self._blocking(self.databases.run, *args)
 
     def start_query(self, inp: QueryInput) -> RunningQuery:
-        """Starts the query now. The API calls this (through ``sync_results``) for a sync execution before
-        starting its workflow, so DuckDB runs while Temporal records the start; the workflow's local activity
-        then takes that query over instead of running it again (the query is a read-only SELECT)."""
+        """Starts the query now. The sync lane calls this for a sync execution before starting its workflow,
+        so DuckDB runs while Temporal records the start; the workflow's local activity then takes that query
+        over instead of running it again (the query is a read-only SELECT)."""
         return RunningQuery(self, inp)
 
     def _take_over(self, inp: QueryInput) -> RunningQuery:
-        """The query the API started for this execution, if it is this one and ran here; else a new one."""
+        """Reports to the lane that this sync query runs here; takes over the query started for it if that
+        one is this execution's and was started by these activities; else starts a new one."""
         info = activity.info()
-        running = sync_results.adopt(inp.job_id) if info.is_local and info.attempt == 1 else None
-        if running is not None and (running.owner is not self or running.inp != inp):
-            running.stop()
-            running = None
-        return running or self.start_query(inp)
+        adopted = None
+        if self.lane is not None and inp.mode == "sync" and info.is_local and info.attempt == 1:
+            adopted = self.lane.adopt(inp.job_id)
+        if isinstance(adopted, RunningQuery) and adopted.owner is self and adopted.inp == inp:
+            return adopted
+        if adopted is not None:
+            adopted.stop()
+        return self.start_query(inp)
 
-    @activity.defn(name="run_query")
+    def _handed_off(self, inp: QueryInput, out: QueryOutput, document: bytes | None = None) -> QueryOutput:
+        """A sync outcome, stored and recorded, goes straight to a call of this process that waits for it."""
+        if self.lane is not None and inp.mode == "sync":
+            self.lane.publish(inp.job_id, out, document)
+        return out
+
+    @activity.defn(name=RUN_QUERY)
     async def run_query(self, inp: QueryInput) -> QueryOutput:
         log_context.set({"job_id": inp.job_id, "company": inp.company_slug, "endpoint": inp.endpoint})
         query = self._take_over(inp)
@@ -153,10 +162,10 @@ class QueryActivities:
             return await self._failed(inp, executed_at, "ExecutionError", "Query execution failed")
         key = result_key(inp)
         document = await self._persist(inp, self._store, key, result, inp)
-        return _handed_off(inp, QueryOutput(status="completed", result_key=key, row_count=result.row_count,
+        return self._handed_off(inp, QueryOutput(status="completed", result_key=key, row_count=result.row_count,
                                             truncated=result.truncated, executed_at=executed_at), document)
 
-    async def _persist(self, inp: QueryInput, fn: Callable, *args):
+    async def _persist(self, inp: QueryInput, fn: Callable[..., Any], *args: Any) -> Any:
         if activity.info().is_local:  # a caller waits (sync), or the regular activity can do it (async)
             return await self._blocking(fn, *args)
         return await while_unavailable(lambda: self._blocking(fn, *args), STORE_WAIT_SECONDS, activity.heartbeat)
@@ -168,7 +177,7 @@ class QueryActivities:
 
     async def _failed(self, inp: QueryInput, executed_at: str, error_type: str, error: str) -> QueryOutput:
         await self._persist(inp, self._finish, inp, "failed", {"error": error})
-        return _handed_off(inp, QueryOutput(status="failed", executed_at=executed_at, error=error,
+        return self._handed_off(inp, QueryOutput(status="failed", executed_at=executed_at, error=error,
                                             error_type=error_type))
 
     def _store(self, key: str, result: QueryResult, inp: QueryInput) -> bytes:
@@ -182,6 +191,6 @@ class QueryActivities:
         with self.engine.begin() as conn:
             finish_job(conn, inp.job_id, status=status, insert=_insert_fields(inp), **fields)
 
-    @activity.defn(name="finish_failed")
+    @activity.defn(name=FINISH_FAILED)
     async def finish_failed(self, inp: FinishInput) -> None:
         await self._blocking(self._finish, inp.query, "failed", {"error": inp.error, **inp.extra})

@@ -12,7 +12,10 @@ A standalone script (no project imports: it runs isolated, with only the standar
 3. sets each param as a variable (``getvariable('name')``): scalars as they are, lists and objects as JSON;
 4. runs the script, writes every output table to ``output/<table>.csv`` and ``output/<table>.parquet``, and
    writes ``result.json`` from the result query: one row as an object, any other count as a list of objects
-   (dates and times ISO 8601, decimals as numbers, NaN and infinities as null, intervals in seconds).
+   (dates and times ISO 8601, decimals as numbers, NaN and infinities as null, intervals as ISO 8601
+   durations, as in Data API results).
+
+Its one project module is ``json_values.py``, loaded from beside this file (the sandbox mounts both).
 
 Any failure prints ``error: <message>`` on stderr and exits with status 1; running out of memory prints one
 line, ``MemoryError: <message>``, so that the parent names it as it does for a Python job.
@@ -34,6 +37,12 @@ from uuid import UUID
 
 import duckdb
 import openpyxl
+
+if __package__:  # imported as activities.sql_runner (tests)
+    from activities.json_values import iso_duration, unique_names
+else:  # run as a script, isolated: the module beside this file
+    sys.path.insert(0, str(Path(__file__).parent))
+    from json_values import iso_duration, unique_names
 
 READERS = {".csv": "read_csv_auto", ".json": "read_json_auto", ".parquet": "read_parquet"}
 VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -131,7 +140,7 @@ def _load_xlsx(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
     width = max(len(row) for row in rows)
     header, body = rows[0], [row + (None,) * (width - len(row)) for row in rows[1:]]
     columns = [[row[i] for row in body] for i in range(width)]
-    names = _unique([str(header[i]) if i < len(header) and header[i] is not None else f"column{i + 1}"
+    names = unique_names([str(header[i]) if i < len(header) and header[i] is not None else f"column{i + 1}"
                      for i in range(width)])
     selects, values = [], []
     for i, (name, column) in enumerate(zip(names, columns, strict=True), 1):
@@ -192,7 +201,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, job_dir: Path) -> None:
 
 def _result_json(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     relation = con.sql(sql)  # a single SELECT (checked when the repository was saved)
-    names = _unique(relation.columns)
+    names = unique_names(relation.columns)
     rows = [dict(zip(names, (_plain(v) for v in row), strict=True)) for row in relation.fetchall()]
     return json.dumps(rows[0] if len(rows) == 1 else rows, ensure_ascii=False, allow_nan=False)
 
@@ -206,7 +215,7 @@ def _plain(v):
     if isinstance(v, datetime | date | time):
         return v.isoformat()
     if isinstance(v, timedelta):
-        return v.total_seconds()
+        return iso_duration(v)
     if isinstance(v, UUID):
         return str(v)
     if isinstance(v, bytes):
@@ -216,20 +225,6 @@ def _plain(v):
     if isinstance(v, list | tuple):
         return [_plain(x) for x in v]
     return v
-
-
-def _unique(names: list[str]) -> list[str]:
-    """JSON objects and tables cannot repeat a name: a, a gives a and a_1 (DuckDB's own renaming)."""
-    seen: set[str] = set()  # case-insensitive, like DuckDB's names
-    out = []
-    for name in names:
-        candidate, n = name, 0
-        while candidate.lower() in seen:
-            n += 1
-            candidate = f"{name}_{n}"
-        seen.add(candidate.lower())
-        out.append(candidate)
-    return out
 
 
 def _identifier(name: str) -> str:

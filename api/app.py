@@ -10,17 +10,29 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from temporalio.client import Client
 
-from api import admin, auth_endpoints, codec, data_api, health, jobs_api, metrics, openapi
+from api import admin, auth_endpoints, codec, data_api, errors, health, jobs_api, metrics, openapi
 from api.context import AppContext
-from api.errors import EXCEPTION_HANDLERS
+from api.mounts import ApiMount
 from dataapi import heap
-from dataapi.handoff import sync_results
 from dataapi.settings import Settings, get_settings
 
 log = logging.getLogger("dataapi.api")
 
-# Route modules, each with `routes` and an `OPENAPI` fragment for the document.
+# Route modules, each with `routes` and an `OPENAPI` fragment for the document (from api/schemas/).
 ROUTE_MODULES = [health, metrics, auth_endpoints, data_api, jobs_api, admin, codec]
+
+
+def _routes() -> list:
+    """One mount per API, each rendering its errors in its dialect; the operator's routes (health, metrics, the
+    codec endpoint, the document) and unknown paths answer in the Data API's."""
+    return [
+        *health.routes, *metrics.routes,
+        ApiMount("/api/v1/auth", auth_endpoints.routes, errors.DATA_API, name="auth-api"),
+        ApiMount(data_api.PREFIX, data_api.routes, errors.DATA_API, name="data-api"),
+        ApiMount(jobs_api.PREFIX, jobs_api.routes, errors.JOBS_API, name="jobs-api"),
+        ApiMount(admin.PREFIX, admin.routes, errors.DATA_API, name="admin-api"),
+        *codec.routes, *openapi.routes,
+    ]
 
 
 async def _query_worker(ctx: AppContext, settle_heap: bool) -> None:
@@ -37,11 +49,11 @@ async def _query_worker(ctx: AppContext, settle_heap: bool) -> None:
             continue
         try:
             log.info("embedded query worker polls %s", ctx.settings.task_queue_queries)
-            acts = query_activities(ctx.settings)
+            acts = query_activities(ctx.settings, ctx.sync_lane)
             query_worker = build_query_worker(client, ctx.settings, in_api=True, acts=acts)
             if settle_heap:
                 heap.settle()  # the worker's modules and DuckDB are loaded now
-            with sync_results.prefetching(acts.start_query):  # sync requests start their query beside the start
+            with ctx.sync_lane.serving(acts.start_query):  # the fast lane is open while the worker runs
                 await query_worker.run()  # a cancel stops it
         except Exception:
             log.exception("embedded query worker stopped; restarting it in 5 s")
@@ -69,10 +81,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         if engine is None:
             ctx.engine.dispose()
 
-    routes = [r for m in ROUTE_MODULES for r in m.routes] + openapi.routes
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(routes=_routes(), exception_handlers=errors.DATA_API, lifespan=lifespan)
     app.state.metrics = metrics.Metrics(ctx.engine)
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     app.state.ctx = ctx
-    app.state.openapi = openapi.build_document(ROUTE_MODULES)
+    app.state.openapi = openapi.build_document([m.OPENAPI for m in ROUTE_MODULES])
     return app

@@ -6,8 +6,10 @@ import functools
 
 from starlette.requests import Request
 
-from api.errors import ApiError, unauthorized
-from dataapi.tokens import Claims, TokenError
+from api.context import context
+from api.errors import unauthorized
+from dataapi.errors import Forbidden
+from dataapi.identity.tokens import Claims, TokenError
 
 
 def authenticate(request: Request) -> Claims:
@@ -16,7 +18,7 @@ def authenticate(request: Request) -> Claims:
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("Missing bearer token")
     try:
-        return request.app.state.ctx.tokens.verify(token.strip(), "access")
+        return context(request).tokens.verify(token.strip(), "access")
     except TokenError as e:
         raise unauthorized(f"Invalid token: {e}") from None
 
@@ -29,7 +31,7 @@ def requires(action: str):
         async def wrapper(request: Request):
             claims = authenticate(request)
             if action not in claims.actions:
-                raise ApiError(403, "FORBIDDEN", f"Missing required permission {action}")
+                raise Forbidden(f"Missing required permission {action}")
             request.state.claims = claims
             return await handler(request)
 

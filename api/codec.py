@@ -28,11 +28,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 
-from api.errors import ApiError, JSONResponse
-from api.openapi import json_body, responses
+from api.context import context
+from api.errors import ApiError, JSONResponse, data_body
 from api.requests import read_body
+from api.schemas.operations import CODEC as OPENAPI
 from dataapi.codec import PayloadDecryptionError, codec_token, payload_codec
 from dataapi.temporal import CODEC_PATH
+
+__all__ = ["OPENAPI", "allowed_origins", "routes"]
 
 COOKIE = "dataapi_codec_session"
 SESSION_SECONDS = 8 * 3600
@@ -45,7 +48,7 @@ def _state(request: Request) -> tuple[str | None, object]:
     app_state = request.app.state
     cached = getattr(app_state, "temporal_codec", None)
     if cached is None:
-        settings = request.app.state.ctx.settings
+        settings = context(request).settings
         token = codec_token(settings)
         cached = (token, payload_codec(settings) if token else None)
         app_state.temporal_codec = cached
@@ -60,7 +63,7 @@ def allowed_origins(settings) -> set[str]:
 
 def _cors(request: Request) -> dict[str, str]:
     origin = request.headers.get("origin")
-    if origin and origin in allowed_origins(request.app.state.ctx.settings):
+    if origin and origin in allowed_origins(context(request).settings):
         return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
     return {"Vary": "Origin"}
 
@@ -120,7 +123,7 @@ async def _convert(request: Request, decode: bool) -> Response:
         out = MessageToDict(Payloads(payloads=converted))
         return JSONResponse({"payloads": out.get("payloads", [])}, headers=cors)
     except ApiError as e:
-        return JSONResponse(e.body(), status_code=e.status, headers={**(e.headers or {}), **cors})
+        return JSONResponse(data_body(e.code, e.message), status_code=e.status, headers={**(e.headers or {}), **cors})
 
 
 async def decode(request: Request) -> Response:
@@ -171,42 +174,3 @@ routes = [
     Route(f"{CODEC_PATH}/encode", encode, methods=["POST", "OPTIONS"]),
     Route(f"{CODEC_PATH}/login", login, methods=["GET", "POST"]),
 ]
-
-_PAYLOADS = {"type": "object", "required": ["payloads"], "properties": {"payloads": {"type": "array", "items": {
-    "type": "object", "properties": {"metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-                                     "data": {"type": "string", "contentEncoding": "base64"}}}}}}
-_PREFLIGHT = {"summary": "CORS preflight of the Temporal UI", "tags": ["operations"], "responses": {
-    "204": {"description": "The origin may call this endpoint"},
-    "403": {"description": "Origin not allowed", "content": {"application/json": {"schema": {
-        "$ref": "#/components/schemas/Error"}}}},
-    "404": {"description": "The codec endpoint is off (no operator token)", "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/Error"}}}}}}
-
-
-def _operation(summary: str) -> dict:
-    return {"summary": summary, "tags": ["operations"], "requestBody": json_body(_PAYLOADS),
-            "parameters": [{"name": "X-Namespace", "in": "header", "required": False, "schema": {"type": "string"}}],
-            "responses": responses(_PAYLOADS, 400, 401, 403, 404, 413, 422)}
-
-
-_HTML = {"text/html": {"schema": {"type": "string"}}}
-OPENAPI = {
-    f"{CODEC_PATH}/decode": {"post": _operation("Decode Temporal payloads (codec server protocol; operator only)"),
-                             "options": _PREFLIGHT},
-    f"{CODEC_PATH}/encode": {"post": _operation("Encode Temporal payloads (codec server protocol; operator only)"),
-                             "options": _PREFLIGHT},
-    f"{CODEC_PATH}/login": {
-        "get": {"summary": "Operator sign-in form of the codec endpoint", "tags": ["operations"],
-                "responses": {"200": {"description": "The form", "content": _HTML},
-                              "404": {"description": "The codec endpoint is off", "content": {
-                                  "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}},
-        "post": {"summary": "Sign in with the operator token (sets the session cookie)", "tags": ["operations"],
-                 "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
-                     "type": "object", "properties": {"token": {"type": "string"}}}}}},
-                 "responses": {"200": {"description": "Signed in", "content": _HTML},
-                               "401": {"description": "Wrong token", "content": {
-                                   "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                               "404": {"description": "The codec endpoint is off", "content": {
-                                   "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}},
-    },
-}

@@ -1,21 +1,30 @@
-"""The resources an API process builds once in ``lifespan`` and shares between requests."""
+"""The resources an API process builds once and shares between requests, and the typed way a handler reaches
+them: ``context(request)``."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from temporalio.client import Client
 
 from dataapi import secrets, temporal
-from dataapi.artifacts import ArtifactStore, store_from_settings
-from dataapi.callbacks import SecretBox
-from dataapi.db import make_engine
-from dataapi.identity import SecretHasher
-from dataapi.ratelimit import FailureLimiter
+from dataapi.callbacks.secrets import SecretBox
+from dataapi.db import make_engine, session_scope
+from dataapi.identity.ratelimit import FailureLimiter
+from dataapi.identity.service import SecretHasher
+from dataapi.identity.tokens import TokenService
 from dataapi.settings import Settings
-from dataapi.tokens import TokenService
+from dataapi.storage.base import ArtifactStore
+from dataapi.storage.factory import store_from_settings
+from dataapi.sync import SyncLane
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,6 +36,7 @@ class AppContext:
     limiter: FailureLimiter
     artifacts: ArtifactStore
     box: SecretBox
+    sync_lane: SyncLane = field(default_factory=SyncLane)  # dataapi.sync: served by the embedded query worker
     _client: Client | None = None
     _client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -44,6 +54,7 @@ class AppContext:
             limiter=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_seconds),
             artifacts=store_from_settings(settings),
             box=SecretBox(key),
+            sync_lane=SyncLane(enabled=settings.sync_fast_lane),
             _client=client,
         )
 
@@ -63,3 +74,20 @@ class AppContext:
             if self._client is None or self._client.service_client.config.lazy:
                 self._client = await temporal.connect(self.settings)
             return self._client
+
+    async def transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(session, *args)`` in one transaction of the metadata store, on a worker thread (the store's
+        driver blocks): how a handler calls a service."""
+
+        def run() -> T:
+            with session_scope(self.engine) as session:
+                return fn(session, *args)
+
+        return await run_in_threadpool(run)
+
+
+def context(request: Request) -> AppContext:
+    """The application's ``AppContext``, typed."""
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, AppContext)
+    return ctx

@@ -8,8 +8,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
+from api.context import context
 from api.errors import JSONResponse
+from api.schemas.operations import HEALTH as OPENAPI
 from dataapi.db import ping
+
+__all__ = ["OPENAPI", "routes"]
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -18,7 +22,7 @@ async def healthz(_request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     """Ready when the metadata store and Temporal both answer within two seconds."""
-    ctx = request.app.state.ctx
+    ctx = context(request)
 
     async def store() -> None:
         await asyncio.wait_for(run_in_threadpool(ping, ctx.engine), 2)
@@ -40,13 +44,3 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
-
-_STATUS = {"type": "object", "properties": {"status": {"type": "string"}, "checks": {"type": "object"}}}
-OPENAPI = {
-    "/healthz": {"get": {"summary": "Liveness", "tags": ["operations"],
-                         "responses": {"200": {"description": "Alive",
-                                               "content": {"application/json": {"schema": _STATUS}}}}}},
-    "/readyz": {"get": {"summary": "Readiness: metadata store and Temporal reachable", "tags": ["operations"],
-                        "responses": {s: {"description": d, "content": {"application/json": {"schema": _STATUS}}}
-                                      for s, d in (("200", "Ready"), ("503", "Not ready"))}}},
-}

@@ -12,16 +12,19 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.errors import ApiError
-from dataapi.models import Job, RepoJob
+from api.context import context
+from api.schemas.operations import METRICS as OPENAPI
+from dataapi.errors import Forbidden, Unauthorized
+from dataapi.job_counts import jobs_by_state
 from dataapi.secrets import metrics_token
+
+__all__ = ["OPENAPI", "Metrics", "MetricsMiddleware", "routes"]
 
 
 class JobsByState:
@@ -33,9 +36,8 @@ class JobsByState:
     def collect(self):
         family = GaugeMetricFamily("dataapi_jobs", "Jobs by kind and status", labels=["kind", "status"])
         with Session(self.engine) as session:
-            for kind, model in (("query", Job), ("repository", RepoJob)):
-                for status, count in session.exec(select(model.status, func.count()).group_by(model.status)):
-                    family.add_metric([kind, status], count)
+            for kind, status, count in jobs_by_state(session):
+                family.add_metric([kind, status], count)
         yield family
 
 
@@ -79,28 +81,17 @@ def _bearer(request: Request) -> str:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    settings = request.app.state.ctx.settings
+    settings = context(request).settings
     token = await run_in_threadpool(metrics_token, settings)  # may read var/metrics-token
     if token:  # a token, when there is one, is required even if DATAAPI_METRICS_PUBLIC is also set
         if not hmac.compare_digest(_bearer(request).encode(), token.encode()):
-            raise ApiError(401, "UNAUTHORIZED", "Metrics need the metrics token: Authorization: Bearer <token>",
-                           {"WWW-Authenticate": "Bearer"})
+            raise Unauthorized("Metrics need the metrics token: Authorization: Bearer <token>",
+                               headers={"WWW-Authenticate": "Bearer"})
     elif not settings.metrics_public:
-        raise ApiError(403, "FORBIDDEN", "Metrics are closed: set DATAAPI_METRICS_TOKEN (sent by the scraper as a "
-                                         "bearer token) or DATAAPI_METRICS_PUBLIC=true")
+        raise Forbidden("Metrics are closed: set DATAAPI_METRICS_TOKEN (sent by the scraper as a bearer token) or "
+                        "DATAAPI_METRICS_PUBLIC=true")
     body = await run_in_threadpool(generate_latest, request.app.state.metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 routes = [Route("/metrics", metrics_endpoint, methods=["GET"])]
-_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-OPENAPI = {"/metrics": {"get": {
-    "summary": "Prometheus metrics",
-    "description": "Needs `Authorization: Bearer <metrics token>` (DATAAPI_METRICS_TOKEN, or var/metrics-token of "
-                   "the embedded stack); refused when no token is configured, unless DATAAPI_METRICS_PUBLIC=true. "
-                   "The metrics token is an operator's, not a user's access token.",
-    "tags": ["operations"], "security": [{"bearer": []}, {}], "responses": {
-        "200": {"description": "Metrics in the Prometheus text format",
-                "content": {"text/plain": {"schema": {"type": "string"}}}},
-        "401": {"description": "Missing or wrong metrics token", "content": _ERROR},
-        "403": {"description": "No metrics token is configured and metrics are not public", "content": _ERROR}}}}}

@@ -1,5 +1,5 @@
-"""The OpenAPI 3.1 document, assembled from the ``OPENAPI`` fragments each route module declares, and an
-offline docs page (Swagger UI assets from the openapi-ui-bundles package)."""
+"""The OpenAPI 3.1 document, assembled from the fragments of api/schemas/, and an offline docs page (Swagger UI
+assets from the openapi-ui-bundles package)."""
 
 from __future__ import annotations
 
@@ -10,50 +10,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from api.errors import JSONResponse
-
-ERROR = {"$ref": "#/components/schemas/Error"}
-JOBS_ERROR = {"$ref": "#/components/schemas/JobsError"}
-
-COMPONENTS = {
-    "securitySchemes": {
-        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-        "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
-                   "description": "`<api_key>.<api_secret>` of an integration user"},
-    },
-    "schemas": {
-        "Error": {
-            "type": "object", "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-        },
-        "JobsError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-    },
-}
+from api.schemas.common import COMPONENTS
 
 
-def json_body(schema: dict, required: bool = True) -> dict:
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
-
-
-def responses(ok: dict, *errors: int, ok_status: int = 200, error_schema: dict = ERROR) -> dict:
-    """A responses object: the success schema and the listed error statuses in the dialect's shape, and 503
-    (a dependency down), which any operation may answer."""
-    out = {str(ok_status): {"description": "OK", "content": {"application/json": {"schema": ok}}}}
-    for status in (*errors, 503):
-        out[str(status)] = {"description": _REASONS.get(status, "Error"),
-                            "content": {"application/json": {"schema": error_schema}}}
-    return out
-
-
-_REASONS = {400: "Bad request", 401: "Missing or invalid credentials", 403: "Missing permission",
-            404: "Not found", 408: "Timed out", 409: "Conflict", 413: "Body too large",
-            415: "Unsupported media type", 422: "Invalid parameter", 429: "Too many failed attempts",
-            500: "Error", 503: "The metadata store or Temporal is unreachable; retry later"}
-
-
-def build_document(modules) -> dict:
+def build_document(fragments: list[dict]) -> dict:
+    """The document of the given ``{path: {method: operation}}`` fragments (api/schemas/)."""
     paths: dict = {}
-    for module in modules:
-        for path, ops in module.OPENAPI.items():
+    for fragment in fragments:
+        for path, ops in fragment.items():
             paths.setdefault(path, {}).update(ops)
     return {
         "openapi": "3.1.0",

@@ -9,15 +9,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.context import AppContext
 from dataapi.db import session_scope
-from dataapi.models import as_utc, utcnow
+from dataapi.models import Job, RepoJob, as_utc, utcnow
 
+J = TypeVar("J", Job, RepoJob)  # a job row of either API
 LOST_AFTER = timedelta(seconds=60)  # a job row is written just before its workflow starts
 LOST = "Job was lost before it started"
 CLOSED_AS_FAILED = {
@@ -48,7 +51,7 @@ def _saw_running(job_id: str) -> None:
         _seen_running.popitem(last=False)
 
 
-async def reconcile(ctx, job, fail: Callable[[Session, str, str], None]):
+async def reconcile(ctx: AppContext, job: J, fail: Callable[[Session, str, str], None]) -> J:
     """``job`` (a row still ``processing``) as it should read: unchanged while its workflow runs or Temporal does
     not answer; otherwise read again from the store, after ``fail(session, job_id, reason)`` recorded the failure
     when the workflow did not complete (a completed one recorded its outcome before closing)."""

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from api.context import context
 from api.errors import ApiError
 
 MAX_JSON_DEPTH = 32
@@ -30,7 +31,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
     """The body as a JSON object. An empty body is ``{}`` when ``optional``."""
-    body = await read_body(request, request.app.state.ctx.settings.max_body_bytes)
+    body = await read_body(request, context(request).settings.max_body_bytes)
     if not body.strip():
         if optional:
             return {}
@@ -69,7 +70,7 @@ def string_field(data: dict, name: str, max_len: int = 1024) -> str:
 
 
 def client_address(request: Request) -> str:
-    if request.app.state.ctx.settings.trust_forwarded_for:
+    if context(request).settings.trust_forwarded_for:
         forwarded = request.headers.get("x-forwarded-for")
         if forwarded:  # the proxy appends the address it saw; entries before it are the client's to invent
             return forwarded.split(",")[-1].strip()

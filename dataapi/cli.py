@@ -10,9 +10,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dataapi import identity
 from dataapi.db import make_engine, session_scope, upgrade
-from dataapi.policies import POLICIES
+from dataapi.errors import DomainError, NotFound
+from dataapi.identity import service as identity
+from dataapi.identity.policies import POLICIES
 from dataapi.settings import Settings, get_settings
 
 
@@ -128,9 +129,10 @@ def cmd_users_create(args, settings: Settings) -> None:
 def cmd_users_disable(args, settings: Settings, disabled: bool = True) -> None:
     with session_scope(_engine(settings)) as s:
         company = identity.require_company(s, args.company)
-        user = identity.get_user(s, company, args.name)
-        if user is None:
-            raise CliError(f"user {args.name!r} does not exist in {company.slug!r}")
+        try:
+            user = identity.require_user(s, company, args.name)
+        except NotFound:
+            raise CliError(f"user {args.name!r} does not exist in {company.slug!r}") from None
         identity.set_user_disabled(s, user, disabled)
         print(f"user {user.name} {'disabled' if disabled else 'enabled'}")
 
@@ -138,21 +140,23 @@ def cmd_users_disable(args, settings: Settings, disabled: bool = True) -> None:
 def cmd_keys_create(args, settings: Settings) -> None:
     with session_scope(_engine(settings)) as s:
         company = identity.require_company(s, args.company)
-        user = identity.get_user(s, company, args.user)
-        if user is None:
-            raise CliError(f"user {args.user!r} does not exist in {company.slug!r}")
-        key, secret = identity.create_api_key(s, _hasher(settings), company, user)
-    out = {"company_slug": company.slug, "api_key": key.key_id, "api_secret": secret}
+        try:
+            out = identity.issue_api_key(s, _hasher(settings), company, args.user)
+        except NotFound:
+            raise CliError(f"user {args.user!r} does not exist in {company.slug!r}") from None
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"company_slug: {company.slug}\napi_key:      {key.key_id}\napi_secret:   {secret}\n"
-              "The secret is shown only now; store it safely.")
+        print(f"company_slug: {out['company_slug']}\napi_key:      {out['api_key']}\n"
+              f"api_secret:   {out['api_secret']}\nThe secret is shown only now; store it safely.")
 
 
 def cmd_keys_revoke(args, settings: Settings) -> None:
     with session_scope(_engine(settings)) as s:
-        identity.revoke_api_key(s, args.key_id)
+        try:
+            identity.revoke_api_key(s, args.key_id)
+        except NotFound:
+            raise CliError(f"API key {args.key_id!r} does not exist") from None
     print(f"revoked {args.key_id}")
 
 
@@ -182,8 +186,9 @@ def _definitions(path: str, company: str | None) -> tuple[str, list]:
 
 
 def cmd_endpoints_apply(args, settings: Settings) -> None:
-    from dataapi.endpoints import parse_definition, upsert_endpoint
-    from dataapi.params import DefinitionError
+    from dataapi.data_api.definitions import parse_definition
+    from dataapi.data_api.endpoints import upsert_endpoint
+    from dataapi.data_api.params import DefinitionError
 
     company_slug, items = _definitions(args.file, args.company)
     with session_scope(_engine(settings)) as s:
@@ -199,7 +204,8 @@ def cmd_endpoints_apply(args, settings: Settings) -> None:
 
 
 def cmd_endpoints_list(args, settings: Settings) -> None:
-    from dataapi.endpoints import list_endpoints, specs_of
+    from dataapi.data_api.definitions import specs_of
+    from dataapi.data_api.endpoints import list_endpoints
 
     with session_scope(_engine(settings)) as s:
         company = identity.require_company(s, args.company)
@@ -221,8 +227,9 @@ def cmd_data_load(args, settings: Settings) -> None:
 
 
 def cmd_share_create(args, settings: Settings) -> None:
-    from dataapi.endpoints import create_share_context, describe_share_context, find_endpoint
-    from dataapi.params import DefinitionError
+    from dataapi.data_api.endpoints import find_endpoint
+    from dataapi.data_api.params import DefinitionError
+    from dataapi.data_api.share_contexts import create_share_context, describe_share_context
 
     try:
         rules = json.loads(args.rules)
@@ -245,15 +252,15 @@ def cmd_share_create(args, settings: Settings) -> None:
 
 
 def cmd_webhooks(args, settings: Settings, rotate: bool) -> None:
-    from dataapi import callbacks
+    from dataapi.callbacks import secrets as webhook_secrets
     from dataapi.secrets import secret_key
 
-    box = callbacks.SecretBox(secret_key(settings))
+    box = webhook_secrets.SecretBox(secret_key(settings))
+    grace = settings.webhook_secret_grace_seconds
     with session_scope(_engine(settings)) as s:
         company = identity.require_company(s, args.company)
-        if rotate:
-            callbacks.rotate_secret(s, box, company.id)
-        print(json.dumps(callbacks.describe_secrets(s, box, company.id, settings.webhook_secret_grace_seconds)))
+        describe = webhook_secrets.rotate if rotate else webhook_secrets.describe
+        print(json.dumps(describe(s, box, company.id, grace)))
 
 
 def repository_code(runner: str, path: Path, entry: str, outputs: list[str], result: str | None) -> dict:
@@ -268,8 +275,7 @@ def repository_code(runner: str, path: Path, entry: str, outputs: list[str], res
 
 
 def cmd_repositories_create(args, settings: Settings) -> None:
-    from activities.runners import validate_code
-    from dataapi import jobs
+    from dataapi.jobs_api import repositories
 
     try:
         data = {"name": args.name, "runner": args.runner,
@@ -281,7 +287,7 @@ def cmd_repositories_create(args, settings: Settings) -> None:
         data["id"] = args.id
     with session_scope(_engine(settings)) as s:
         company = identity.require_company(s, args.company)
-        repo, created = jobs.upsert_repository(s, company.id, data, validate_code)
+        repo, created = repositories.upsert_repository(s, company.id, data)
         print(json.dumps({"repository_id": repo.repo_id, "created": created}))
 
 
@@ -397,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args, get_settings())
-    except (CliError, identity.IdentityError, ValueError) as e:  # RepositoryError is a ValueError
+    except (CliError, DomainError, ValueError) as e:
         print(f"dataapi: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ class QueryInput:
     endpoint: str  # namespace/slug, for logs and search attributes
     sql: str
     param_specs: list[dict]
-    params: dict  # canonical, JSON-safe values (dataapi.params.coerce)
+    params: dict  # canonical, JSON-safe values (dataapi.data_api.params.coerce)
     max_rows: int
     mode: str  # sync | async
     timeout_seconds: float

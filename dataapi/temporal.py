@@ -1,4 +1,5 @@
-"""Temporal connection and the custom search attributes that let operators filter jobs in the UI."""
+"""Temporal: the connection, the workflow runners, the dev server's flags and the registration of the custom
+search attributes (``dataapi.search_attributes``) on a cluster."""
 
 from __future__ import annotations
 
@@ -7,29 +8,20 @@ from pathlib import Path
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, TLSConfig
-from temporalio.common import SearchAttributeKey
 from temporalio.runtime import Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from dataapi.converter import data_converter
+from dataapi.search_attributes import SEARCH_ATTRIBUTES
 from dataapi.settings import Settings
 
-# No PII: slugs and ids only.
-SA_COMPANY = SearchAttributeKey.for_keyword("DataApiCompany")
-SA_KIND = SearchAttributeKey.for_keyword("DataApiKind")  # query | job
-SA_ENDPOINT = SearchAttributeKey.for_keyword("DataApiEndpoint")  # namespace/slug
-SA_MODE = SearchAttributeKey.for_keyword("DataApiMode")  # sync | async
-SA_REPOSITORY = SearchAttributeKey.for_keyword("DataApiRepository")
-SEARCH_ATTRIBUTES = [SA_COMPANY, SA_KIND, SA_ENDPOINT, SA_MODE, SA_REPOSITORY]
-
-
 # The sandbox keeps checking every workflow's calls (no clock, random, I/O or threads), but its modules are
-# the process's own instead of a fresh import per workflow run: ~10 ms of CPU less per execution. Our
+# the process's own instead of a fresh import per workflow run, a large part of a workflow task's CPU. Our
 # workflow modules are side-effect free at import time, which is what re-importing protects against.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
-# QueryWorkflow, the hot path (every sync call), runs without the sandbox: ~4-5 ms of CPU less per call
-# (docs/performance.md). Its checks are not lost: the replay tests run every recorded QueryWorkflow history
+# QueryWorkflow, the hot path (every sync call), runs without the sandbox, whose checks cost CPU on every
+# activation (docs/performance.md). Its checks are not lost: the replay tests run every recorded QueryWorkflow history
 # through the default sandbox in CI, where a clock, random or I/O call in the workflow fails.
 QUERY_WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
 

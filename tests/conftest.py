@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine
 
 from api.app import create_app
-from dataapi import identity
 from dataapi.db import make_engine, session_scope, upgrade
+from dataapi.identity import service as identity
 from dataapi.settings import Settings
 
 pytest_plugins = ["tests.receiver", "tests.processes"]  # the HTTPS webhook receiver, real processes
@@ -181,10 +181,10 @@ def stack_app(stack_settings, temporal_env):
 async def stack(stack_app, stack_settings, temporal_env):
     """The API app and a running in-process query worker, on the app's client and starting the app's sync
     queries as the API's embedded worker does (eager start, queries started beside the workflow's start)."""
-    from dataapi.handoff import sync_results
     from worker import build_query_worker, query_activities
 
-    acts = query_activities(stack_settings)
-    with sync_results.prefetching(acts.start_query):
+    lane = stack_app.state.ctx.sync_lane
+    acts = query_activities(stack_settings, lane)
+    with lane.serving(acts.start_query):
         async with build_query_worker(temporal_env.client, stack_settings, acts=acts):
             yield stack_app

@@ -24,14 +24,16 @@ import httpx
 import pytest
 import yaml
 
-from dataapi import callbacks, identity
+from dataapi.callbacks import secrets as webhook_secrets
 from dataapi.codec import new_keyset as new_payload_keyset
+from dataapi.data_api.definitions import parse_definition
+from dataapi.data_api.endpoints import upsert_endpoint
 from dataapi.db import make_engine, session_scope
 from dataapi.demo import HERE as DEMO
 from dataapi.demo import REPOSITORY, endpoint_file, write_sales_csv
 from dataapi.dev import temporal_command
-from dataapi.endpoints import parse_definition, upsert_endpoint
-from dataapi.jobs import upsert_repository
+from dataapi.identity import service as identity
+from dataapi.jobs_api.repositories import upsert_repository
 from dataapi.secrets import new_keyset
 from dataapi.settings import Settings
 from tests.conftest import unique_slug
@@ -120,7 +122,6 @@ class Tenant:
 def create_tenant(settings: Settings, root: Path) -> Tenant:
     """What an operator does with the CLI: company, integration user, key, endpoints, repositories, data."""
     from activities.duck import CompanyDatabases
-    from activities.runners import validate_code
 
     engine = make_engine(settings.resolved_database_url)
     slug = unique_slug("prod")
@@ -133,10 +134,11 @@ def create_tenant(settings: Settings, root: Path) -> Tenant:
             for d in [*yaml.safe_load(endpoint_file().read_text())["endpoints"], HEAVY, SAMPLE]:
                 upsert_endpoint(s, company, parse_definition(d, settings.default_max_rows, settings.max_rows_cap))
             demo = {"files": {"main.py": (DEMO / "repository" / "main.py").read_text()}, "entry_point": "main.py"}
-            upsert_repository(s, company.id, {**REPOSITORY, "code": demo}, validate_code)
-            upsert_repository(s, company.id, SLEEPY, validate_code)
+            upsert_repository(s, company.id, {**REPOSITORY, "code": demo})
+            upsert_repository(s, company.id, SLEEPY)
             # The operator reads the webhook secret to configure the receiver (`dataapi webhooks secret`).
-            webhook_secret = callbacks.current_secret(s, callbacks.SecretBox(settings.secret_key.encode()), company.id)
+            box = webhook_secrets.SecretBox(settings.secret_key.encode())
+            webhook_secret = webhook_secrets.current_secret(s, box, company.id)
             tenant = Tenant(slug, company.id, key.key_id, secret, webhook_secret)
     finally:
         engine.dispose()

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from api import admin
-from dataapi import identity
 from dataapi.db import session_scope
+from dataapi.identity import service as identity
 from tests.conftest import unique_slug
 
 A = "/api/v1/admin"

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import MetaData, select
 
 from api.app import create_app
-from dataapi import identity
 from dataapi.db import make_engine, session_scope
-from dataapi.policies import ACTIONS
-from dataapi.ratelimit import FailureLimiter
+from dataapi.identity import service as identity
+from dataapi.identity.policies import ACTIONS
+from dataapi.identity.ratelimit import FailureLimiter
 from dataapi.settings import Settings
 from tests.conftest import Credentials, unique_slug
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataapi.callback_url import SPECIAL_USE, UnsafeCallbackUrl, check_url, normalise_name, special_use_reason
+from dataapi.callbacks.url import SPECIAL_USE, UnsafeCallbackUrl, check_url, normalise_name, special_use_reason
 
 EVERY_CIDR = ["0.0.0.0/0", "::/0"]
 

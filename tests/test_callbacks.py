@@ -20,7 +20,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from dataapi import callbacks
+from dataapi.callbacks import deliveries
+from dataapi.callbacks import secrets as webhook_secrets
 from dataapi.db import session_scope
 from dataapi.messages import AttemptInput, AttemptOutput, CallbackInput
 from dataapi.models import Job
@@ -72,7 +73,7 @@ async def _callback_done(api, token, polling_url, within=20.0) -> dict:
 
 def _secret(tenant: Tenant) -> str:
     with session_scope(tenant.ctx.engine) as s:
-        return callbacks.current_secret(s, tenant.ctx.box, tenant.company_id)
+        return webhook_secrets.current_secret(s, tenant.ctx.box, tenant.company_id)
 
 
 async def test_signed_callback_carries_the_job_as_get_job_shows_it(cb_stack, workers, receiver):
@@ -107,7 +108,7 @@ async def test_retries_share_one_webhook_id_until_success(cb_stack, workers, rec
     ids = {r.headers["webhook-id"] for r in receiver.requests}
     assert len(receiver.requests) == 4 and ids == {job["callback"]["webhook_id"]}
     with session_scope(tenant.ctx.engine) as s:
-        log = callbacks.attempts_of(s, job["callback"]["webhook_id"])
+        log = deliveries.attempts_of(s, job["callback"]["webhook_id"])
     assert [(a.attempt, a.outcome, a.status_code) for a in log] == [
         (1, "retry", 500), (2, "retry", 500), (3, "retry", 500), (4, "delivered", 200)]
 
@@ -322,11 +323,11 @@ def test_concurrent_first_uses_agree_on_one_secret(db_url):
     """Six deliveries of a new company's first jobs at once sign with the one secret the company keeps."""
     import threading
 
-    from dataapi import identity
     from dataapi.db import make_engine
+    from dataapi.identity import service as identity
     from tests.conftest import unique_slug
 
-    engine, box = make_engine(db_url), callbacks.SecretBox(b"k" * 32)
+    engine, box = make_engine(db_url), webhook_secrets.SecretBox(b"k" * 32)
     with session_scope(engine) as s:
         company_id = identity.create_company(s, unique_slug()).id
     seen, barrier = [], threading.Barrier(6)
@@ -334,7 +335,7 @@ def test_concurrent_first_uses_agree_on_one_secret(db_url):
     def first_use():
         barrier.wait()
         with session_scope(engine) as s:
-            seen.append(callbacks.current_secret(s, box, company_id))
+            seen.append(webhook_secrets.current_secret(s, box, company_id))
 
     threads = [threading.Thread(target=first_use) for _ in range(6)]
     for t in threads:
@@ -342,6 +343,6 @@ def test_concurrent_first_uses_agree_on_one_secret(db_url):
     for t in threads:
         t.join()
     with session_scope(engine) as s:
-        kept = callbacks.current_secret(s, box, company_id)
+        kept = webhook_secrets.current_secret(s, box, company_id)
     engine.dispose()
     assert seen == [kept] * 6

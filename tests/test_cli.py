@@ -17,10 +17,11 @@ import pytest
 
 from activities.duck import CompanyDatabases
 from api.app import create_app
+from dataapi.data_api.definitions import specs_of
+from dataapi.data_api.endpoints import find_endpoint
+from dataapi.data_api.params import coerce, to_bind
 from dataapi.db import make_engine, session_scope
-from dataapi.endpoints import find_endpoint, specs_of
-from dataapi.identity import get_company
-from dataapi.params import coerce, to_bind
+from dataapi.identity.service import get_company
 from dataapi.settings import Settings
 
 DATAAPI = Path(sys.executable).parent / "dataapi"

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from dataapi import callbacks, identity
+from dataapi.callbacks import secrets as webhook_secrets
 from dataapi.client import (
     AsyncClient,
     AuthenticationError,
@@ -44,8 +44,9 @@ from dataapi.client._core import Backoff
 from dataapi.client.errors import error_from_response, parse_retry_after
 from dataapi.db import session_scope
 from dataapi.demo import REPOSITORY
+from dataapi.identity import service as identity
+from dataapi.identity.tokens import TokenService
 from dataapi.secrets import jwt_keyset, new_keyset
-from dataapi.tokens import TokenService
 from tests.conftest import app_and_client
 from tests.processes import DATAAPI, api_ready, create_tenant, until
 from tests.test_data_api import SLOW_SQL, Tenant, bearer
@@ -467,7 +468,7 @@ async def test_a_delivered_callback_verifies(cb_settings, temporal_env, receiver
                 await asyncio.sleep(0.1)
             assert job.callback["status"] == "delivered"
         with session_scope(tenant.ctx.engine) as s:
-            secret = callbacks.current_secret(s, tenant.ctx.box, tenant.company_id)
+            secret = webhook_secrets.current_secret(s, tenant.ctx.box, tenant.company_id)
     [req] = receiver.requests
     payload = verify_webhook(req.headers, req.body, secret)
     assert payload["job_id"] == job.job_id and payload["status"] == "completed"

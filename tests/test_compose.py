@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from dataapi.cli import build_parser
-from dataapi.s3store import S3ArtifactStore, make_store
 from dataapi.settings import Settings
+from dataapi.storage.factory import make_store
+from dataapi.storage.s3 import S3ArtifactStore
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 from activities.duck import CompanyDatabases
-from dataapi import identity
+from dataapi.data_api.definitions import parse_definition
+from dataapi.data_api.endpoints import find_endpoint, upsert_endpoint
+from dataapi.data_api.share_contexts import create_share_context
 from dataapi.db import session_scope
 from dataapi.demo import endpoint_file, write_sales_csv
-from dataapi.endpoints import create_share_context, find_endpoint, parse_definition, upsert_endpoint
+from dataapi.identity import service as identity
 from tests.conftest import unique_slug
 
 SLOW_SQL = "SELECT count(*) AS n FROM range(100000) a, range(100000) b WHERE a.range * b.range = -1"

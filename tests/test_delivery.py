@@ -12,8 +12,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from activities.delivery import deliver, retry_after_seconds
-from dataapi.callback_url import UnresolvableHost, UnsafeCallbackUrl, check_url, forbidden_reason, resolve
-from dataapi.webhooks import new_secret, webhook_headers
+from dataapi.callbacks.url import UnresolvableHost, UnsafeCallbackUrl, check_url, forbidden_reason, resolve
+from dataapi.callbacks.webhooks import new_secret, webhook_headers
 from tests.receiver import Receiver, Reply
 
 BODY = b'{"job_id":"j-1","status":"succeeded"}'

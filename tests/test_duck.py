@@ -13,6 +13,7 @@ import pytest
 
 from activities import duck
 from activities.duck import CompanyDatabases, LoadFailed, QueryFailed, QueryInterrupted
+from activities.json_values import unique_names
 
 
 @pytest.fixture
@@ -510,7 +511,7 @@ def _python_path(monkeypatch, dbs):
     "SELECT range AS n, range::VARCHAR AS s, 1 AS s FROM range(5000) ORDER BY hash(range)",  # order, s and s_1
     "SELECT 1 AS x WHERE false",  # no rows
     "SELECT 1 AS \"__DataApi_Row\", 2 AS y",  # our row alias as a column name: the Python path, same answer
-    "SELECT 1 AS a, 2 AS \"A\"",  # names only case differs: DuckDB's keys are case-insensitive
+    "SELECT 1 AS a, 2 AS \"A\"",  # names only case differs: renamed (a, A_1), as DuckDB's are case-insensitive
 ])
 @pytest.mark.parametrize("max_rows", [0, 2, 10_000])
 def test_duckdb_writes_the_rows_python_would(dbs, monkeypatch, sql, max_rows):
@@ -518,7 +519,7 @@ def test_duckdb_writes_the_rows_python_would(dbs, monkeypatch, sql, max_rows):
     taken = []
     monkeypatch.setattr(duck, "_serialise_json_rows", lambda *a: taken.append(1) or json_rows(*a))
     fast = dbs.run("acme", sql, {}, max_rows)
-    assert taken == ([] if "__DataApi_Row" in sql or '"A"' in sql else [1])
+    assert taken == ([] if "__DataApi_Row" in sql else [1])
     _python_path(monkeypatch, dbs)
     slow = dbs.run("acme", sql, {}, max_rows)
     assert (fast.columns, fast.row_count, fast.truncated) == (slow.columns, slow.row_count, slow.truncated)
@@ -532,7 +533,8 @@ def test_the_json_path_is_taken_for_native_types_only():
     for other in ("TIMESTAMP", "HUGEINT", "UBIGINT", "FLOAT", "BLOB", "INTERVAL", "JSON", "INTEGER[]", "TIME",
                   "STRUCT(a INTEGER)", "MAP(VARCHAR, INTEGER)", "ENUM('a', 'b')"):
         assert duck._json_rows_sql("SELECT 1", ["a", "b"], ["INTEGER", other]) is None, other
-    assert duck._json_rows_sql("SELECT 1", ["a", "A"], ["INTEGER", "INTEGER"]) is None
+    renamed = duck._json_rows_sql("SELECT 1", unique_names(["a", "A"]), ["INTEGER", "INTEGER"])  # as _shape names
+    assert renamed is not None and '#2 AS "A_1"' in renamed
     assert duck._json_rows_sql("SELECT 1", ["__DATAAPI_ROW"], ["INTEGER"]) is None
 
 

@@ -38,21 +38,21 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from activities.runners import validate_code
 from api.app import create_app
-from dataapi import identity, jobs
+from dataapi.data_api.params import TYPES, DefinitionError, ParamError, ParamSpec, ShareContext, coerce, to_bind
+from dataapi.data_api.share_contexts import create_share_context
 from dataapi.db import make_engine, session_scope
-from dataapi.endpoints import create_share_context
-from dataapi.params import TYPES, DefinitionError, ParamError, ParamSpec, ShareContext, coerce, to_bind
-from dataapi.ratelimit import FailureLimiter
-from dataapi.uploads import UploadError, accept_upload
+from dataapi.identity import service as identity
+from dataapi.identity.ratelimit import FailureLimiter
+from dataapi.jobs_api import repositories
+from dataapi.jobs_api.uploads import UploadError, accept_upload
 from tests.test_data_api import Tenant, execute
 from tests.test_jobs_api import FAILING_PY, Org
 from worker import build_query_worker
 
 FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
-# --- parameters: dataapi.params.coerce -----------------------------------------------------------------
+# --- parameters: dataapi.data_api.params.coerce -----------------------------------------------------------------
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
@@ -249,7 +249,7 @@ def test_an_allowed_set_bounds_what_the_caller_gets(specs, data):
     assert out[spec.name] is not None and _bound(spec, out[spec.name]) in _allowed(spec, rule)
 
 
-# --- uploads: dataapi.uploads.accept_upload -------------------------------------------------------------
+# --- uploads: dataapi.jobs_api.uploads.accept_upload----------------------------------------------------
 
 UPLOAD_BOUND = 3.0  # seconds one upload of a few KiB may take to be accepted or refused
 NAMES = st.sampled_from(["input.zip", "dados.csv", "x.json", "book.xlsx", "noext", "../../etc/passwd", "a.zip.csv"])
@@ -414,8 +414,8 @@ async def fuzz_world(stack_settings, temporal_env):
         with session_scope(ctx.engine) as s:
             company = identity.get_company(s, tenant.slug)
             context = create_share_context(s, company, {"regiao": {"allowed": ["Sul"]}}, user_name=user)
-            repo, _ = jobs.upsert_repository(s, company.id, {"name": "R", "runner": "python", "code": FAILING_PY},
-                                             validate_code)
+            repo, _ = repositories.upsert_repository(s, company.id,
+                                                     {"name": "R", "runner": "python", "code": FAILING_PY})
             context_id, repo_id = str(context.id), repo.repo_id
         r = await execute(api, token, "default/relatorio-mensal", {"mes": "2026-03"})
         assert r.status_code == 202, r.text

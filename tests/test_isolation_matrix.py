@@ -21,10 +21,10 @@ from sqlalchemy import Engine
 from sqlmodel import func, select
 from starlette.routing import Mount, Route
 
-from activities.runners import validate_code
-from dataapi import identity, jobs
+from dataapi.data_api.share_contexts import create_share_context
 from dataapi.db import session_scope
-from dataapi.endpoints import create_share_context
+from dataapi.identity import service as identity
+from dataapi.jobs_api import repositories
 from dataapi.models import ShareContextRow
 from tests.test_data_api import Tenant, bearer, execute, wait_job
 from tests.test_jobs_api import CSV, FAILING_PY, Org
@@ -151,8 +151,8 @@ async def world(stack, stack_settings, temporal_env):
         with session_scope(w.engine) as s:
             company = identity.get_company(s, b.slug)
             context = create_share_context(s, company, {"regiao": {"allowed": ["Sul"]}}, user_name=user)
-            definition = {"id": jobs.new_repo_id(), "name": "B's", "runner": "python", "code": FAILING_PY}
-            repo, _ = jobs.upsert_repository(s, company.id, definition, validate_code)
+            definition = {"id": repositories.new_repo_id(), "name": "B's", "runner": "python", "code": FAILING_PY}
+            repo, _ = repositories.upsert_repository(s, company.id, definition)
             context_id, repo_id = str(context.id), repo.repo_id
         r = await execute(api, w.b_token, "default/relatorio-mensal", {"mes": "2026-03"},
                           callback_url="https://my-system.com/webhook/result")

@@ -12,8 +12,9 @@ from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from dataapi import identity, jobs
 from dataapi.db import alembic_config, make_engine, session_scope, upgrade
+from dataapi.identity import service as identity
+from dataapi.jobs_api import jobs, repositories
 from dataapi.models import RepoJob
 from tests.conftest import PG_ADMIN_URL, _pg_database, unique_slug
 
@@ -39,8 +40,7 @@ def _world(store) -> dict:
             user = identity.create_user(s, company, name, policies)
             key, _ = identity.create_api_key(s, hasher, company, user)
             out["users"][name] = (user.id, key.id)
-        repo, _ = jobs.upsert_repository(s, company.id, {"name": "R", "runner": "python", "code": CODE},
-                                         lambda runner, code: code)
+        repo, _ = repositories.upsert_repository(s, company.id, {"name": "R", "runner": "python", "code": CODE})
         rows = {"ana": ("ana", "app", "c"), "ana-c2": ("ana", "app", "c2"), "bia": ("bia", "app", "c"),
                 "legacy": (None, "app", "c"), "ana-deleted": ("ana", "app", "c")}
         for label, (owner, app, client) in rows.items():

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from dataapi import identity
 from dataapi.db import session_scope
 from dataapi.demo import HERE as DEMO
 from dataapi.demo import REPOSITORY
-from dataapi.jobs import upsert_repository
+from dataapi.identity import service as identity
+from dataapi.jobs_api.repositories import upsert_repository
 from dataapi.models import RepoJob
 from tests.conftest import app_and_client, unique_slug
 from tests.test_query_durability import _until, _worker_process
@@ -50,7 +50,6 @@ class Org:
     """A company with repositories and an integration user of the Jobs API."""
 
     def __init__(self, app, api: httpx.AsyncClient, policies=("JobsAPIConsumer",)):
-        from activities.runners import validate_code
 
         self.app, self.api, self.ctx = app, api, app.state.ctx
         self.slug = unique_slug("org")
@@ -65,7 +64,7 @@ class Org:
             for repo in ({**REPOSITORY, "code": demo}, SQL_REPO,
                          {"id": "lento", "name": "Lento", "runner": "python", "code": SLOW_PY},
                          {"id": "falha", "name": "Falha", "runner": "python", "code": FAILING_PY}):
-                upsert_repository(s, company.id, repo, validate_code)
+                upsert_repository(s, company.id, repo)
         self.key = f"{key.key_id}.{secret}"
 
     def add_user(self, name: str, policies=("JobsAPIConsumer",)) -> dict:

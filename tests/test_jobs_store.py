@@ -10,18 +10,12 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from dataapi import identity
+from dataapi.data_api.definitions import parse_definition, specs_of
+from dataapi.data_api.endpoints import executable_endpoint, upsert_endpoint
+from dataapi.data_api.jobs import create_job, finish_job
+from dataapi.data_api.share_contexts import create_share_context, effective_share_context
 from dataapi.db import make_engine, session_scope
-from dataapi.endpoints import (
-    create_job,
-    create_share_context,
-    effective_share_context,
-    executable_endpoint,
-    finish_job,
-    parse_definition,
-    specs_of,
-    upsert_endpoint,
-)
+from dataapi.identity import service as identity
 from dataapi.models import Job
 from tests.conftest import unique_slug
 

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 from starlette.routing import Mount, Route
 
+from api.mounts import ApiMount
+
 ERROR_REFS = {"#/components/schemas/Error", "#/components/schemas/JobsError"}
 # Health answers are status documents, not errors: /readyz's 503 says which check failed.
 STATUS_DOCUMENTS = {("/readyz", "get", "503")}
@@ -23,14 +25,23 @@ def openapi_path(starlette_path: str) -> str:
 
 
 def app_operations(app) -> set[tuple[str, str]]:
+    """The operations of the app's routes, the routes of each API's mount (full paths) included; an app mounted
+    under a path (the docs' static files) is not an operation."""
     ops = set()
-    for route in app.routes:
-        if isinstance(route, Mount) or not getattr(route, "include_in_schema", True):
-            continue
-        assert isinstance(route, Route), route
-        for method in route.methods or ():
-            if method != "HEAD":  # Starlette adds HEAD to every GET route
-                ops.add((openapi_path(route.path), method.lower()))
+
+    def walk(routes):
+        for route in routes:
+            if isinstance(route, ApiMount):
+                walk(route.routes)
+                continue
+            if isinstance(route, Mount) or not getattr(route, "include_in_schema", True):
+                continue
+            assert isinstance(route, Route), route
+            for method in route.methods or ():
+                if method != "HEAD":  # Starlette adds HEAD to every GET route
+                    ops.add((openapi_path(route.path), method.lower()))
+
+    walk(app.routes)
     return ops
 
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from dataapi.params import (
+from dataapi.data_api.params import (
     MAX_STRING,
     DefinitionError,
     ParamError,

@@ -28,7 +28,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueVersionSelection
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from dataapi import callbacks, temporal
+from dataapi import temporal
+from dataapi.callbacks import secrets as webhook_secrets
 from dataapi.db import make_engine, session_scope
 from dataapi.demo import REPOSITORY
 from dataapi.dev import wait_for_temporal
@@ -200,7 +201,8 @@ async def test_production_topology_survives_killed_workers(topology, pg_url, s3_
         assert all(q["result"]["row_count"] > 0 and q["callback"]["status"] == "delivered" for q in queries)
         engine = make_engine(pg_url)
         with session_scope(engine) as s:
-            webhook_secret = callbacks.current_secret(s, callbacks.SecretBox(secret_key.encode()), tenant.company_id)
+            box = webhook_secrets.SecretBox(secret_key.encode())
+            webhook_secret = webhook_secrets.current_secret(s, box, tenant.company_id)
         engine.dispose()
         by_job = {q["job_id"]: q for q in queries}
         batch1 = [req for req in receiver.requests if orjson.loads(req.body)["job_id"] in by_job]

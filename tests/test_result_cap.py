@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from activities.duck import CompanyDatabases, ResultTooLarge
+from dataapi.data_api.definitions import parse_definition
+from dataapi.data_api.endpoints import upsert_endpoint
 from dataapi.db import make_engine, session_scope
 from dataapi.dev import wait_for_temporal
-from dataapi.endpoints import parse_definition, upsert_endpoint
-from dataapi.identity import get_company
+from dataapi.identity.service import get_company
 from tests.processes import DATAAPI, api_ready, bearer, create_tenant, until
 
 BIG_SQL = "SELECT repeat('x', 1000000) AS s FROM range(300)"  # 300 rows of 1 MB: a 300 MB document

@@ -16,8 +16,9 @@ import duckdb
 import openpyxl
 import pytest
 
-from activities.runners import RepositoryCodeError, RunLimits, run_job, validate_code
+from activities.runners import RunLimits, run_job
 from activities.sql_runner import input_tables
+from dataapi.jobs_api.code import RepositoryCodeError, validate_code
 
 LIMITS = RunLimits(time_limit_seconds=30)
 SEED_RESULT = {"output": {"value": 600, "more_results": "So long, and thanks for all the fish"}}

@@ -18,8 +18,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from dataapi.artifacts import ArtifactNotFound, LocalArtifactStore
-from dataapi.s3store import S3ArtifactStore, make_store
+from dataapi.storage.base import ArtifactNotFound
+from dataapi.storage.factory import make_store
+from dataapi.storage.local import LocalArtifactStore
+from dataapi.storage.s3 import S3ArtifactStore
 
 CREDENTIALS = {"access_key": "testing", "secret_key": "testing"}
 BIG_MB = 20

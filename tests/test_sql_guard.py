@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import update
 
 from activities.duck import CompanyDatabases, QueryFailed, SqlRefused
-from dataapi import sqlguard
+from dataapi.data_api import sqlguard
+from dataapi.data_api.definitions import parse_definition
+from dataapi.data_api.endpoints import find_endpoint
+from dataapi.data_api.params import DefinitionError
 from dataapi.db import session_scope
-from dataapi.endpoints import find_endpoint, parse_definition
 from dataapi.models import Endpoint
-from dataapi.params import DefinitionError
 from tests.test_data_api import Tenant, execute, wait_job
 
 

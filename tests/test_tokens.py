@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from api.app import create_app
 from dataapi import secrets
+from dataapi.identity.tokens import REQUIRED_CLAIMS, TokenError, TokenService
 from dataapi.settings import Settings
-from dataapi.tokens import REQUIRED_CLAIMS, TokenError, TokenService
 
 
 def b64(data: bytes) -> str:

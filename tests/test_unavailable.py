@@ -17,14 +17,14 @@ from sqlmodel import select
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
-from api.errors import _temporal_unavailable
-from dataapi import identity
+from api.errors import unavailable as dependency_down
+from dataapi.data_api.definitions import parse_definition
+from dataapi.data_api.endpoints import find_endpoint, upsert_endpoint
 from dataapi.db import make_engine, session_scope, unavailable
 from dataapi.demo import HERE as DEMO
 from dataapi.demo import REPOSITORY, endpoint_file
-from dataapi.endpoints import find_endpoint, parse_definition, upsert_endpoint
-from dataapi.handoff import sync_results
-from dataapi.jobs import find_repository, upsert_repository
+from dataapi.identity import service as identity
+from dataapi.jobs_api.repositories import find_repository, upsert_repository
 from dataapi.models import Job, RepoJob, utcnow
 from dataapi.settings import Settings
 from tests.processes import free_port
@@ -37,7 +37,6 @@ class Company:
     """A company with the demo endpoints and repository, a user with both consumer policies, and its token."""
 
     def __init__(self, app):
-        from activities.runners import validate_code
 
         self.ctx = app.state.ctx
         self.slug = f"down-{uuid.uuid4().hex[:8]}"
@@ -48,7 +47,7 @@ class Company:
             for d in yaml.safe_load(endpoint_file().read_text())["endpoints"]:
                 upsert_endpoint(session, company, parse_definition(d, s.default_max_rows, s.max_rows_cap))
             demo = {"files": {"main.py": (DEMO / "repository" / "main.py").read_text()}, "entry_point": "main.py"}
-            upsert_repository(session, company.id, {**REPOSITORY, "code": demo}, validate_code)
+            upsert_repository(session, company.id, {**REPOSITORY, "code": demo})
             user = identity.create_user(session, company, "erp", ["DataAPIConsumer", "JobsAPIConsumer"])
             key, secret = identity.create_api_key(session, self.ctx.hasher, company, user)
             self.user_id = user.id
@@ -108,8 +107,10 @@ def test_unavailable_tells_an_outage_from_a_failing_statement(sqlite_url):
     with pytest.raises(Exception) as bad, engine.connect() as conn:
         conn.execute(text("SELECT * FROM no_such_table"))
     assert not unavailable(bad.value)
-    assert _temporal_unavailable(RPCError("down", RPCStatusCode.UNAVAILABLE, b""))
-    assert not _temporal_unavailable(RPCError("no", RPCStatusCode.INVALID_ARGUMENT, b""))
+    assert dependency_down(RPCError("down", RPCStatusCode.UNAVAILABLE, b"")) is not None
+    assert dependency_down(RPCError("no", RPCStatusCode.INVALID_ARGUMENT, b"")) is None
+    assert dependency_down(RuntimeError("Failed client connect: refused")) is not None  # a lazy client's first call
+    assert dependency_down(RuntimeError("something else")) is None
 
 
 # --- Temporal unreachable ------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ async def test_temporal_unreachable_answers_503_and_marks_the_refused_job_failed
         r = await api.post("/api/v1/data-api/default/vendas-por-regiao/execute", headers=auth,
                            json={"parameter_values": {"data_inicio": "2026-01-01"}})
         assert (r.status_code, r.json()) == (503, UNAVAILABLE), r.text
-        assert sync_results._waiting == {}  # the unstarted sync call left nothing waiting for a handoff
+        assert no_temporal.state.ctx.sync_lane.idle  # the unstarted sync call left nothing waiting for a handoff
         r = await api.post("/api/v1/job/execute", headers={**company.headers, "repository_id": REPOSITORY["id"]},
                            data={"params": json.dumps({"a": 1, "b": 2})})
         assert (r.status_code, r.json()) == (503, JOBS_UNAVAILABLE), r.text

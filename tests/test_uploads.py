@@ -17,8 +17,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-import dataapi.uploads as uploads
-from dataapi.uploads import (
+import dataapi.jobs_api.uploads as uploads
+from dataapi.jobs_api.uploads import (
     UploadError,
     UploadLimits,
     accept_upload,

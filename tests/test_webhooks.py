@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from dataapi.webhooks import new_secret, sign, signature_header, webhook_headers
+from dataapi.callbacks.webhooks import new_secret, sign, signature_header, webhook_headers
 
 BODY = b'{"job_id":"j-1","status":"succeeded"}'
 

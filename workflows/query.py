@@ -13,15 +13,15 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.query import QueryActivities
+    from activities.query_defs import FINISH_FAILED, RUN_QUERY
     from dataapi.messages import CallbackInput, FinishInput, QueryInput, QueryOutput
-    from dataapi.temporal import SA_COMPANY, SA_KIND
+    from dataapi.search_attributes import search_attributes
     from workflows.callback import CallbackWorkflow
 
 _RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5),
@@ -55,8 +55,7 @@ class QueryWorkflow:
             CallbackInput(delivery_id, inp.job_id, inp.callback_schedule_seconds, inp.callback_jitter),
             id=f"callback-{delivery_id}", task_queue=inp.callback_task_queue or None,
             parent_close_policy=ParentClosePolicy.ABANDON,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(SA_COMPANY, inp.company_slug),
-                                                     SearchAttributePair(SA_KIND, "callback")]))
+            search_attributes=search_attributes(inp.company_slug, "callback"))
 
     async def _query(self, inp: QueryInput) -> QueryOutput:
         timeout = timedelta(seconds=inp.timeout_seconds)
@@ -65,16 +64,16 @@ class QueryWorkflow:
                 # The activity interrupts the query at the sync deadline; this bound (all attempts
                 # together) is only a backstop.
                 backstop = timeout + timedelta(seconds=2)
-                return await workflow.execute_local_activity_method(
-                    QueryActivities.run_query, inp, start_to_close_timeout=backstop,
+                return await workflow.execute_local_activity(
+                    RUN_QUERY, inp, result_type=QueryOutput, start_to_close_timeout=backstop,
                     schedule_to_close_timeout=backstop, retry_policy=_RETRY)
             # No workflow.patched needed: inputs from before this field read 0 and replay the regular activity.
             if inp.local_budget_seconds > 0:
                 out = await _local_attempt(inp)
                 if out.status != "unfinished":
                     return out
-            return await workflow.execute_activity_method(
-                QueryActivities.run_query, inp, start_to_close_timeout=timeout,
+            return await workflow.execute_activity(
+                RUN_QUERY, inp, result_type=QueryOutput, start_to_close_timeout=timeout,
                 heartbeat_timeout=timedelta(seconds=inp.heartbeat_seconds), retry_policy=_RETRY)
         except asyncio.CancelledError:
             await _record_failure(inp, "Execution cancelled")
@@ -96,8 +95,8 @@ async def _local_attempt(inp: QueryInput) -> QueryOutput:
     """One try as a local activity; ``unfinished`` when the query outran its budget or the attempt failed for
     any other reason than the query itself (the store unreachable, say): the regular activity then runs it."""
     try:
-        return await workflow.execute_local_activity_method(
-            QueryActivities.run_query, inp,
+        return await workflow.execute_local_activity(
+            RUN_QUERY, inp, result_type=QueryOutput,
             start_to_close_timeout=timedelta(seconds=inp.local_budget_seconds) + _STORE_GRACE,
             retry_policy=RetryPolicy(maximum_attempts=1))
     except FailureError as e:
@@ -116,4 +115,4 @@ def _cause(e: FailureError) -> BaseException | None:
 
 async def _record_failure(inp: QueryInput, error: str) -> None:
     """Records the job as failed when the query activity could not (cancelled, retries exhausted)."""
-    await workflow.execute_local_activity_method(QueryActivities.finish_failed, FinishInput(inp, error), **_FINISH)
+    await workflow.execute_local_activity(FINISH_FAILED, FinishInput(inp, error), **_FINISH)

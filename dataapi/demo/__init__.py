@@ -11,10 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from dataapi import identity
+from dataapi.data_api.definitions import parse_definition
+from dataapi.data_api.endpoints import upsert_endpoint
 from dataapi.db import make_engine, session_scope
-from dataapi.endpoints import parse_definition, upsert_endpoint
-from dataapi.jobs import upsert_repository
+from dataapi.identity import service as identity
+from dataapi.jobs_api.repositories import upsert_repository
 from dataapi.secrets import secret_key
 from dataapi.settings import Settings
 
@@ -52,7 +53,6 @@ def endpoint_file() -> Path:
 def bootstrap_demo(settings: Settings) -> str:
     """Creates what is missing of the demo (idempotent) and returns the text to print."""
     from activities.duck import CompanyDatabases  # DuckDB only where data is loaded
-    from activities.runners import validate_code
 
     engine = make_engine(settings.resolved_database_url)
     creds_path = settings.var_dir / "demo-credentials.json"
@@ -70,7 +70,7 @@ def bootstrap_demo(settings: Settings) -> str:
         for d in spec["endpoints"]:
             upsert_endpoint(s, company, parse_definition(d, settings.default_max_rows, settings.max_rows_cap))
         code = {"files": {"main.py": (HERE / "repository" / "main.py").read_text()}, "entry_point": "main.py"}
-        upsert_repository(s, company.id, {**REPOSITORY, "code": code}, validate_code)
+        upsert_repository(s, company.id, {**REPOSITORY, "code": code})
     engine.dispose()
 
     databases = CompanyDatabases(settings.resolved_data_dir)

@@ -24,10 +24,11 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from dataapi import temporal
+from dataapi.data_api.definitions import parse_definition
+from dataapi.data_api.endpoints import upsert_endpoint
 from dataapi.db import make_engine, session_scope
 from dataapi.dev import wait_for_temporal
-from dataapi.endpoints import parse_definition, upsert_endpoint
-from dataapi.identity import get_company
+from dataapi.identity.service import get_company
 from dataapi.models import Job, RepoJob
 from dataapi.settings import Settings
 from tests.processes import CSV, DATAAPI, HEAVY, Proc, Tenant, Topology, api_ready, bearer, create_tenant, until

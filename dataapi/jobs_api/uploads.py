@@ -7,6 +7,9 @@ headers claim; XML inside workbooks is parsed with DTDs and entities refused. A 
 .csv, .json and .xlsx files only, each of which must match its extension; macOS and Windows debris
 (``__MACOSX/``, ``.DS_Store``, ``Thumbs.db``, ``desktop.ini``) is skipped. Every refusal is an
 ``UploadError`` whose message is safe to show to the caller.
+
+One module past the usual size on purpose: the checks of one hostile input (sniffing, ZIP directory and entry
+caps, ratio metering, workbook parts, extraction) share their limits and meters, and read best side by side.
 """
 
 from __future__ import annotations

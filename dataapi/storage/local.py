@@ -1,8 +1,5 @@
-"""The artifact store: results, inputs, outputs and logs live here, never in workflow history.
-
-Keys are relative POSIX paths such as ``results/acme/<job_id>.json``. The local store writes atomically
-(temp file + rename) so a reader never sees half an artifact.
-"""
+"""The artifact store in a local directory (the embedded default). Writes go through a temporary file renamed
+into place, so a reader never sees half an artifact."""
 
 from __future__ import annotations
 
@@ -11,28 +8,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
-
-class ArtifactStore(Protocol):
-    def put_bytes(self, key: str, data: bytes) -> None: ...
-    def put_file(self, key: str, source: Path) -> None: ...
-    def get_bytes(self, key: str) -> bytes: ...
-    def get_file(self, key: str, target: Path) -> None: ...
-    def local_path(self, key: str) -> Path | None: ...
-    def open_stream(self, key: str) -> Iterator[bytes]: ...
-    def exists(self, key: str) -> bool: ...
-    def delete_prefix(self, prefix: str) -> None: ...
-
-
-class ArtifactNotFound(KeyError):
-    pass
-
-
-def check_key(key: str) -> str:
-    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")) or "\\" in key:
-        raise ValueError(f"invalid artifact key {key!r}")
-    return key
+from dataapi.storage.base import ArtifactNotFound, check_key
 
 
 class LocalArtifactStore:
@@ -106,12 +83,3 @@ class LocalArtifactStore:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
-
-
-def store_from_settings(settings) -> ArtifactStore:
-    """``DATAAPI_ARTIFACT_STORE`` (s3://bucket/prefix?endpoint=... or a path), else the local artifact dir."""
-    if not settings.artifact_store:
-        return LocalArtifactStore(settings.resolved_artifact_dir)
-    from dataapi.s3store import make_store  # boto3 only when configured
-
-    return make_store(settings.artifact_store)

@@ -6,14 +6,20 @@ connection can still describe itself: ``current_setting('allowed_directories')``
 DuckDB itself (``json_serialize_sql``, no binding, no execution) and every function and table it names, at
 any depth (subqueries, CTEs, lambdas, window clauses, method-call syntax), is checked against the list below.
 What DuckDB cannot serialise (anything but SELECT) is refused too: fail closed.
+
+DuckDB is imported on the first check, not with this module: the API process saves definitions (admin API)
+but keeps DuckDB out of its memory unless it hosts a query worker.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import orjson
+
+if TYPE_CHECKING:
+    import duckdb
 
 # Functions (scalar, table or macro) that describe the server, run SQL given as text, or read files as
 # raw text; compared in lower case, whatever schema qualifies them.
@@ -42,13 +48,23 @@ _parser_lock = threading.Lock()
 _parser: duckdb.DuckDBPyConnection | None = None
 
 
-def _tree(sql: str) -> dict:
+class _ParseFailed(Exception):
+    pass
+
+
+def _tree(sql: str) -> dict[str, Any]:
     global _parser
+    import duckdb
+
     with _parser_lock:  # one in-memory connection, only ever used to parse
         if _parser is None:
             _parser = duckdb.connect(":memory:")
-        (text,) = _parser.execute("SELECT json_serialize_sql($sql::VARCHAR)", {"sql": sql}).fetchone()
-    return orjson.loads(text)
+        try:
+            row = _parser.execute("SELECT json_serialize_sql($sql::VARCHAR)", {"sql": sql}).fetchone()
+        except duckdb.Error:
+            raise _ParseFailed from None
+    assert row is not None
+    return orjson.loads(row[0])
 
 
 def _denied_function(name: str) -> bool:
@@ -60,7 +76,7 @@ def check(sql: str) -> None:
     """Raises SqlNotAllowed when ``sql`` is not one SELECT or calls a function endpoint SQL may not use."""
     try:
         tree = _tree(sql)
-    except duckdb.Error:
+    except _ParseFailed:
         raise SqlNotAllowed("the SQL could not be parsed") from None
     if tree.get("error"):
         if tree.get("error_type") == "parser":

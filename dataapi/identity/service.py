@@ -1,4 +1,5 @@
-"""Companies, users, API keys and refresh-token families: every query of the identity domain."""
+"""Companies, users, API keys, logins and refresh-token families: the rules and every query of the identity
+domain. The Admin API, the Auth API, the Jobs API's key check and the CLI all call these functions."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
+from dataapi.errors import DomainError, InvalidDefinition, NotFound, RateLimited, Unauthorized
+from dataapi.identity.policies import actions_for, check_policies
+from dataapi.identity.ratelimit import FailureLimiter
+from dataapi.identity.tokens import Claims, TokenService
 from dataapi.models import ApiKey, Company, RefreshToken, User, UserPolicy, utcnow
-from dataapi.policies import actions_for, check_policies
-from dataapi.tokens import Claims, TokenService
 
 # \Z, not $: "$" also matches before a trailing newline, which would let "acme\n" through
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")
@@ -24,12 +27,13 @@ KEY_ID_RE = re.compile(r"^s42_[A-Za-z0-9]{20}\Z")
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
-class IdentityError(Exception):
+class IdentityError(InvalidDefinition):
     """A rule of the identity domain was broken (bad slug, unknown company, duplicate name...)."""
 
 
 class AuthFailed(Exception):
-    """Credentials or a refresh token were refused. One message for every cause, on purpose."""
+    """Credentials or a refresh token were refused. One message for every cause, on purpose: the caller turns
+    it into its answer with ``refusal``."""
 
 
 def valid_slug(slug: str) -> bool:
@@ -115,6 +119,22 @@ def get_user(session: Session, company: Company, name: str) -> User | None:
     return session.exec(select(User).where(User.company_id == company.id, User.name == name)).first()
 
 
+def require_user(session: Session, company: Company, name: str) -> User:
+    user = get_user(session, company, name)
+    if user is None:
+        raise NotFound("User not found")
+    return user
+
+
+def list_users(session: Session, company: Company) -> list[User]:
+    return list(session.exec(select(User).where(User.company_id == company.id).order_by(User.id)).all())
+
+
+def describe_user(session: Session, user: User) -> dict:
+    return {"id": user.id, "name": user.name, "kind": user.kind, "disabled": user.disabled,
+            "policies": user_policies(session, user.id)}
+
+
 def user_policies(session: Session, user_id: int) -> list[str]:
     return sorted(session.exec(select(UserPolicy.policy).where(UserPolicy.user_id == user_id)).all())
 
@@ -147,13 +167,19 @@ def create_api_key(session: Session, hasher: SecretHasher, company: Company, use
     return key, secret
 
 
+def issue_api_key(session: Session, hasher: SecretHasher, company: Company, user_name: str) -> dict:
+    """A new key for the named user of ``company``, as shown once to whoever asked for it."""
+    key, secret = create_api_key(session, hasher, company, require_user(session, company, user_name))
+    return {"company_slug": company.slug, "api_key": key.key_id, "api_secret": secret}
+
+
 def revoke_api_key(session: Session, key_id: str, company_id: int | None = None) -> ApiKey:
     query = select(ApiKey).where(ApiKey.key_id == key_id)
     if company_id is not None:
         query = query.where(ApiKey.company_id == company_id)
     key = session.exec(query).first()
     if key is None:
-        raise IdentityError(f"API key {key_id!r} does not exist")
+        raise NotFound("API key not found")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.add(key)
@@ -183,12 +209,27 @@ def authenticate_api_key(session: Session, hasher: SecretHasher, company_slug: s
     return principal
 
 
+def refusal(limiter: FailureLimiter, address: str, key_id: str, message: str,
+            headers: dict[str, str] | None = None) -> DomainError:
+    """The answer to a refused key (``AuthFailed``): 429 once the (key, address) pair or the address has used up
+    its budget of failures, else 401 (and the failure counted)."""
+    if (wait := limiter.login_failed(address, key_id)) is not None:
+        return RateLimited(wait)
+    return Unauthorized(message, headers=headers)
+
+
 def _principal(session: Session, user_id: int, key: ApiKey | None) -> Principal:
     user = session.get(User, user_id)
     if user is None or user.disabled:
         raise AuthFailed()
     company = session.get(Company, user.company_id)
     return Principal(user=user, company=company, api_key=key, policies=user_policies(session, user.id))
+
+
+def login(session: Session, hasher: SecretHasher, tokens: TokenService, company_slug: str, key_id: str,
+          secret: str) -> dict:
+    """A token pair for a key and its secret (``AuthFailed`` when refused)."""
+    return issue_pair(session, tokens, authenticate_api_key(session, hasher, company_slug, key_id, secret))
 
 
 # --- token pairs and refresh rotation --------------------------------------------------------------------

@@ -3,6 +3,8 @@ mention in the policies that should grant it."""
 
 from __future__ import annotations
 
+from dataapi.errors import InvalidDefinition
+
 ACTIONS: dict[str, str] = {
     "data_api:execute": "Execute a visualization endpoint",
     "data_api:get_job": "Read an execution job of a visualization endpoint",
@@ -38,4 +40,4 @@ def actions_for(policies: list[str] | tuple[str, ...]) -> list[str]:
 def check_policies(policies: list[str]) -> None:
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
-        raise ValueError(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
+        raise InvalidDefinition(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")

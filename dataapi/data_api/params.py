@@ -4,6 +4,9 @@ Request values are coerced to canonical, JSON-safe forms (dates and datetimes as
 strings) so they can travel through Temporal unchanged; ``to_bind`` turns them into Python values for DuckDB
 at the last moment. Coercion is strict: a value that is not clearly of the declared type is refused with a
 message naming the parameter, never guessed at.
+
+Kept in one module although it is long: each type's definition check, coercion and share-context check are
+read side by side.
 """
 
 from __future__ import annotations

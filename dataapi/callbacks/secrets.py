@@ -1,19 +1,18 @@
-"""Webhook signing secrets (encrypted at rest, rotated with a grace period) and the delivery log of
-callbacks: every query of the callbacks domain."""
+"""Webhook signing secrets: encrypted at rest, rotated with a grace period during which the previous secret
+also signs. ``rotate`` and ``describe`` are what the Admin API and the CLI both call."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from cryptography.fernet import Fernet
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from dataapi.endpoints import iso
-from dataapi.models import CallbackAttempt, CallbackDelivery, Job, WebhookSecret, as_utc, utcnow
-from dataapi.webhooks import new_secret
+from dataapi.callbacks.webhooks import new_secret
+from dataapi.models import WebhookSecret, as_utc, utcnow
 
 
 class SecretBox:
@@ -47,6 +46,7 @@ def current_secret(session: Session, box: SecretBox, company_id: int) -> str:
                 session.add(row)
         except IntegrityError:
             row = _newest(session, company_id)
+    assert row is not None
     return box.open(row.secret_encrypted)
 
 
@@ -76,52 +76,14 @@ def signing_secrets(session: Session, box: SecretBox, company_id: int, grace_sec
     return secrets
 
 
-def describe_secrets(session: Session, box: SecretBox, company_id: int, grace_seconds: float) -> dict:
+def describe(session: Session, box: SecretBox, company_id: int, grace_seconds: float) -> dict:
+    """What an admin sees: the current secret and how many earlier ones still sign."""
     secrets = signing_secrets(session, box, company_id, grace_seconds)
     return {"secret": secrets[0], "previous_secrets_signing": len(secrets) - 1,
             "grace_period_seconds": grace_seconds}
 
 
-# --- deliveries ------------------------------------------------------------------------------------------
-
-def open_delivery(session: Session, delivery_id: str, job: Job) -> CallbackDelivery:
-    delivery = session.get(CallbackDelivery, delivery_id)
-    if delivery is None:
-        delivery = CallbackDelivery(id=delivery_id, job_id=job.id, company_id=job.company_id, url=job.callback_url)
-        session.add(delivery)
-        session.flush()
-    return delivery
-
-
-def record_attempt(session: Session, delivery: CallbackDelivery, attempt: int, outcome: str, status_code: int | None,
-                   error: str | None, duration_ms: int, next_attempt_at: datetime | None) -> None:
-    session.add(CallbackAttempt(delivery_id=delivery.id, attempt=attempt, outcome=outcome, status_code=status_code,
-                                error=error, duration_ms=duration_ms))
-    delivery.attempts = max(delivery.attempts, attempt)
-    delivery.last_status_code, delivery.last_error = status_code, error
-    delivery.next_attempt_at = next_attempt_at
-    if outcome == "delivered":
-        delivery.status, delivery.finished_at = "delivered", utcnow()
-    elif next_attempt_at is None:
-        delivery.status, delivery.finished_at = "failed", utcnow()
-    session.add(delivery)
-    session.flush()
-
-
-def latest_delivery(session: Session, job_id: str) -> CallbackDelivery | None:
-    return session.exec(select(CallbackDelivery).where(CallbackDelivery.job_id == job_id)
-                        .order_by(CallbackDelivery.created_at.desc(), CallbackDelivery.id.desc())).first()
-
-
-def describe_delivery(delivery: CallbackDelivery | None) -> dict:
-    """The ``callback`` object of GET job. Before the first attempt is recorded it reads as pending."""
-    if delivery is None:
-        return {"status": "pending", "webhook_id": None, "attempts": 0, "last_http_status": None,
-                "next_attempt_at": None}
-    return {"status": delivery.status, "webhook_id": delivery.id, "attempts": delivery.attempts,
-            "last_http_status": delivery.last_status_code, "next_attempt_at": iso(delivery.next_attempt_at)}
-
-
-def attempts_of(session: Session, delivery_id: str) -> list[CallbackAttempt]:
-    return list(session.exec(select(CallbackAttempt).where(CallbackAttempt.delivery_id == delivery_id)
-                             .order_by(CallbackAttempt.attempt, CallbackAttempt.id)).all())
+def rotate(session: Session, box: SecretBox, company_id: int, grace_seconds: float) -> dict:
+    """Rotates the company's secret and describes the result (the Admin API's and the CLI's rotate)."""
+    rotate_secret(session, box, company_id)
+    return describe(session, box, company_id, grace_seconds)

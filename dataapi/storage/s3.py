@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from dataapi.artifacts import ArtifactNotFound, ArtifactStore, LocalArtifactStore, check_key
+from dataapi.storage.base import ArtifactNotFound, check_key
 
 PART_BYTES = 8 << 20  # multipart threshold and part size (S3 wants parts of at least 5 MiB)
 STREAM_CHUNK_BYTES = 1 << 20  # open_stream yields chunks of this size
@@ -141,19 +141,3 @@ class S3ArtifactStore:
             first = errors[0]
             raise OSError(f"S3 refused to delete {len(errors)} objects, e.g. {first.get('Key')}: "
                           f"{first.get('Code')} {first.get('Message', '')}".rstrip())
-
-
-def make_store(url_or_path: str | Path) -> ArtifactStore:
-    """The store an operator configured: ``s3://bucket/prefix?...`` for S3, a path or ``file://`` URL for local."""
-    if isinstance(url_or_path, Path):
-        return LocalArtifactStore(url_or_path)
-    if url_or_path.startswith("s3://"):
-        return S3ArtifactStore.from_url(url_or_path)
-    if url_or_path.startswith("file://"):
-        parts = urlsplit(url_or_path)
-        if parts.netloc not in ("", "localhost"):
-            raise ValueError(f"a file:// artifact store must be local: {url_or_path!r}")
-        return LocalArtifactStore(Path(unquote(parts.path)))
-    if "://" in url_or_path or not url_or_path:
-        raise ValueError(f"unsupported artifact store {url_or_path!r}: use a path, file:///path or s3://bucket/prefix")
-    return LocalArtifactStore(Path(url_or_path))

@@ -1,0 +1,67 @@
+"""The building blocks of the OpenAPI document: the two error shapes, the security schemes, and the helpers
+every API's schema module builds its operations with."""
+
+from __future__ import annotations
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+JOBS_ERROR = {"$ref": "#/components/schemas/JobsError"}
+OBJECT = {"type": "object"}
+OBJECTS = {"type": "array", "items": OBJECT}
+BEARER = [{"bearer": []}]
+API_KEY = [{"apiKey": []}]
+
+COMPONENTS = {
+    "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                   "description": "`<api_key>.<api_secret>` of an integration user"},
+    },
+    "schemas": {
+        "Error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "JobsError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    },
+}
+
+REASONS = {400: "Bad request", 401: "Missing or invalid credentials", 403: "Missing permission",
+           404: "Not found", 408: "Timed out", 409: "Conflict", 413: "Body too large",
+           415: "Unsupported media type", 422: "Invalid parameter", 429: "Too many failed attempts",
+           500: "Error", 503: "The metadata store or Temporal is unreachable; retry later"}
+
+
+def json_body(schema: dict, required: bool = True) -> dict:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def json_content(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def responses(ok: dict, *errors: int, ok_status: int = 200, error_schema: dict = ERROR, media: str = "application/json",
+              reasons: dict[int, str] = REASONS, other_reason: str = "Error") -> dict:
+    """A responses object: the success schema and the listed error statuses in the dialect's shape, and 503
+    (a dependency down), which any operation may answer."""
+    out = {str(ok_status): {"description": "OK", "content": {media: {"schema": ok}}}}
+    for status in (*errors, 503):
+        out[str(status)] = {"description": reasons.get(status, other_reason), "content": json_content(error_schema)}
+    return out
+
+
+def path_params(*names: str) -> list[dict]:
+    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+
+
+def operation(summary: str, tag: str, answers: dict, *, security: list | None = None,
+              parameters: list | None = None, body: dict | None = None, **extra) -> dict:
+    """An operation object; keys left as None stay out of the document."""
+    op: dict = {"summary": summary, "tags": [tag]}
+    if security is not None:
+        op["security"] = security
+    if parameters is not None:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    op["responses"] = answers
+    return op | extra

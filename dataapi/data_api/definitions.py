@@ -1,0 +1,84 @@
+"""An endpoint definition (admin API body, one entry of an ``endpoints apply`` file): its validation and its
+presentation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dataapi.data_api import sqlguard
+from dataapi.data_api.params import DefinitionError, ParamSpec, validate_definition
+from dataapi.identity.service import valid_slug
+from dataapi.models import Endpoint
+from dataapi.timestamps import iso
+
+MODES = ("sync", "async")
+_FIELDS = {"namespace", "slug", "description", "sql", "parameters", "execution_mode", "max_rows", "active"}
+
+
+@dataclass(frozen=True)
+class EndpointDef:
+    namespace: str
+    slug: str
+    sql: str
+    parameters: tuple[ParamSpec, ...]
+    execution_mode: str
+    max_rows: int
+    active: bool
+    description: str
+
+
+def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int) -> EndpointDef:
+    """Validates an endpoint definition; raises ``DefinitionError`` naming the first problem."""
+    if not isinstance(data, dict):
+        raise DefinitionError("an endpoint definition must be an object")
+    unknown = set(data) - _FIELDS
+    if unknown:
+        raise DefinitionError(f"unknown field {sorted(unknown)[0]!r}")
+    namespace = data.get("namespace", "default")
+    slug = data.get("slug")
+    for name, value in (("namespace", namespace), ("slug", slug)):
+        if not isinstance(value, str) or not valid_slug(value):
+            raise DefinitionError(f"'{name}' must be kebab-case (lowercase letters, digits and '-')")
+    sql = data.get("sql")
+    if not isinstance(sql, str) or not sql.strip():
+        raise DefinitionError("'sql' is required")
+    if len(sql) > 100_000:
+        raise DefinitionError("'sql' is longer than 100000 characters")
+    try:
+        sqlguard.check(sql)  # checked again when it runs (activities.duck): stored SQL predates the list
+    except sqlguard.SqlNotAllowed as e:
+        raise DefinitionError(f"'sql': {e.message}") from None
+    raw_params = data.get("parameters", [])
+    if not isinstance(raw_params, list):
+        raise DefinitionError("'parameters' must be a list")
+    specs = tuple(ParamSpec.from_dict(p) for p in raw_params)
+    validate_definition(sql, list(specs))
+    mode = data.get("execution_mode", "sync")
+    if mode not in MODES:
+        raise DefinitionError("'execution_mode' must be 'sync' or 'async'")
+    max_rows = data.get("max_rows", default_max_rows)
+    if not isinstance(max_rows, int) or isinstance(max_rows, bool) or not 1 <= max_rows <= max_rows_cap:
+        raise DefinitionError(f"'max_rows' must be an integer from 1 to {max_rows_cap}")
+    active = data.get("active", True)
+    if not isinstance(active, bool):
+        raise DefinitionError("'active' must be a boolean")
+    description = data.get("description", "")
+    if not isinstance(description, str) or len(description) > 2000:
+        raise DefinitionError("'description' must be a string of at most 2000 characters")
+    return EndpointDef(namespace, slug, sql, specs, mode, max_rows, active, description)
+
+
+def specs_of(endpoint: Any) -> list[ParamSpec]:
+    """The parameters of a stored endpoint (an ``Endpoint`` or an ``endpoints.Executable``)."""
+    return [ParamSpec.from_dict(p, stored=True) for p in json.loads(endpoint.parameters)]
+
+
+def describe_endpoint(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "namespace": endpoint.namespace, "slug": endpoint.slug, "description": endpoint.description,
+        "sql": endpoint.sql, "parameters": json.loads(endpoint.parameters),
+        "execution_mode": endpoint.execution_mode, "max_rows": endpoint.max_rows, "active": endpoint.active,
+        "created_at": iso(endpoint.created_at), "updated_at": iso(endpoint.updated_at),
+    }

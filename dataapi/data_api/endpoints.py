@@ -1,0 +1,73 @@
+"""Visualization endpoints in the metadata store: every query of them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+from sqlmodel import Session, select
+
+from dataapi.data_api import statements
+from dataapi.data_api.definitions import EndpointDef
+from dataapi.models import Company, Endpoint, Job, ShareContextRow, utcnow
+
+
+@dataclass(frozen=True)
+class Executable:
+    """What an execution reads of its endpoint. Every call reads it, so it is one Core select: the ORM's
+    identity map and unit of work cost CPU on each call and buy nothing on a read."""
+
+    id: int
+    sql: str
+    parameters: str  # JSON list of ParamSpec dicts
+    execution_mode: str
+    max_rows: int
+
+
+def upsert_endpoint(session: Session, company: Company, d: EndpointDef) -> tuple[Endpoint, bool]:
+    endpoint = session.exec(select(Endpoint).where(
+        Endpoint.company_id == company.id, Endpoint.namespace == d.namespace, Endpoint.slug == d.slug)).first()
+    created = endpoint is None
+    if endpoint is None:
+        endpoint = Endpoint(company_id=company.id, namespace=d.namespace, slug=d.slug, sql=d.sql)
+    endpoint.sql = d.sql
+    endpoint.parameters = json.dumps([p.to_dict() for p in d.parameters])
+    endpoint.execution_mode, endpoint.max_rows = d.execution_mode, d.max_rows
+    endpoint.active, endpoint.description = d.active, d.description
+    endpoint.updated_at = utcnow()
+    session.add(endpoint)
+    session.flush()
+    return endpoint, created
+
+
+def find_endpoint(session: Session, company_id: int, namespace: str, slug: str,
+                  active_only: bool = True) -> Endpoint | None:
+    query = select(Endpoint).where(Endpoint.company_id == company_id, Endpoint.namespace == namespace,
+                                   Endpoint.slug == slug)
+    if active_only:
+        query = query.where(Endpoint.active)
+    return session.exec(query).first()
+
+
+def executable_endpoint(conn: Connection, company_id: int, namespace: str, slug: str) -> Executable | None:
+    """The active endpoint ``namespace/slug`` of the company, as an execution needs it."""
+    row = conn.execute(statements.EXECUTABLE_AT,
+                       {"company_id": company_id, "namespace": namespace, "slug": slug}).first()
+    return Executable(*row) if row is not None else None
+
+
+def list_endpoints(session: Session, company_id: int) -> list[Endpoint]:
+    return list(session.exec(select(Endpoint).where(Endpoint.company_id == company_id)
+                             .order_by(Endpoint.namespace, Endpoint.slug)).all())
+
+
+def delete_endpoint(session: Session, endpoint: Endpoint) -> bool:
+    """Deletes an endpoint that never ran; one with jobs is kept (deactivate it instead). Returns deleted."""
+    if session.exec(select(Job.id).where(Job.endpoint_id == endpoint.id).limit(1)).first():
+        return False
+    for ctx in session.exec(select(ShareContextRow).where(ShareContextRow.endpoint_id == endpoint.id)).all():
+        session.delete(ctx)
+    session.delete(endpoint)
+    session.flush()
+    return True
