@@ -10,6 +10,7 @@ COPY dataapi ./dataapi
 COPY api ./api
 COPY activities ./activities
 COPY workflows ./workflows
+COPY cli ./cli
 COPY worker.py ./
 RUN python -m venv /opt/dataapi && /opt/dataapi/bin/pip install .
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -14,15 +15,16 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.callbacks import CallbackActivities
-from activities.duck import CompanyDatabases
+from activities.duck.databases import CompanyDatabases
 from activities.jobs import JobActivities
-from activities.query import QueryActivities
+from activities.query import QueryActivities, RunningQuery
 from activities.runners import RunLimits
 from activities.sandbox import Sandbox
 from dataapi import heap, temporal
 from dataapi.callbacks.secrets import SecretBox
 from dataapi.db import make_engine
 from dataapi.logs import configure as configure_logging
+from dataapi.messages import QueryInput
 from dataapi.secrets import secret_key
 from dataapi.settings import Settings
 from dataapi.storage.factory import store_from_settings
@@ -80,7 +82,7 @@ def build_callback_worker(client: Client, settings: Settings) -> Worker:
 
 def build_job_worker(client: Client, settings: Settings) -> Worker:
     """Repository jobs: long runs, each in its own sandbox, on a queue of their own. Loads no JWT keyset and
-    no secret key (tests/test_sandbox.py checks it): a job worker has no use for them."""
+    no secret key (tests/integration/activities/test_sandbox.py checks it): a job worker has no use for them."""
     acts = JobActivities(
         engine=make_engine(settings.resolved_database_url),
         artifacts=store_from_settings(settings), work_dir=settings.var_dir / "work",
@@ -92,6 +94,15 @@ def build_job_worker(client: Client, settings: Settings) -> Worker:
     return Worker(client, task_queue=settings.task_queue_jobs, workflows=[RepositoryJobWorkflow],
                   activities=[acts.run_repository_job, acts.fail_repository_job],
                   max_concurrent_activities=settings.job_workers, workflow_runner=temporal.WORKFLOW_RUNNER)
+
+
+def embedded_query_worker(client: Client, settings: Settings,
+                          lane: SyncLane) -> tuple[Worker, Callable[[QueryInput], RunningQuery]]:
+    """The query worker the API process hosts (``create_app(query_worker=embedded_query_worker)``, as
+    ``dataapi api`` passes it): its activities report to the API's sync lane, which starts sync queries with
+    their ``start_query`` while the worker runs."""
+    acts = query_activities(settings, lane)
+    return build_query_worker(client, settings, in_api=True, acts=acts), acts.start_query
 
 
 BUILDERS = {"queries": build_query_worker, "callbacks": build_callback_worker, "jobs": build_job_worker}

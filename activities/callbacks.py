@@ -10,9 +10,11 @@ from datetime import timedelta
 
 import orjson
 from sqlalchemy import Engine
+from sqlmodel import Session
 from temporalio import activity
 
 from activities.blocking import BlockingActivities
+from activities.callback_defs import DELIVER_CALLBACK
 from activities.delivery import deliver
 from dataapi.callbacks import deliveries
 from dataapi.callbacks import secrets as webhook_secrets
@@ -23,10 +25,11 @@ from dataapi.logs import log_context
 from dataapi.messages import AttemptInput, AttemptOutput
 from dataapi.models import Job, utcnow
 from dataapi.settings import Settings
+from dataapi.statuses import AttemptOutcome, JobStatus
 from dataapi.storage.base import ArtifactStore
 
 log = logging.getLogger("dataapi.activities.callbacks")
-_FINAL = ("delivered", "gone", "refused")
+_FINAL = (AttemptOutcome.DELIVERED, AttemptOutcome.GONE, AttemptOutcome.REFUSED)
 STORE_WAIT_SECONDS = 20.0  # each store step of an attempt waits this long for an unreachable store (within 60 s)
 HEARTBEAT_SECONDS = 2.0  # the workflow's heartbeat timeout for an attempt is 10 s
 
@@ -37,6 +40,13 @@ async def _heartbeat_every(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
+def _job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:  # a delivery's job is a foreign key: only a store edited by hand gets here
+        raise LookupError(f"job {job_id} is not in the metadata store")
+    return job
+
+
 class CallbackActivities(BlockingActivities):
     def __init__(self, settings: Settings, engine: Engine, artifacts: ArtifactStore, box: webhook_secrets.SecretBox,
                  executor: ThreadPoolExecutor):
@@ -45,9 +55,10 @@ class CallbackActivities(BlockingActivities):
     def _prepare(self, inp: AttemptInput) -> tuple[str, bytes, list[str]]:
         """The URL, the body (the job as GET job shows it) and the signing secrets."""
         with session_scope(self.engine) as session:
-            job = session.get(Job, inp.job_id)
+            job = _job(session, inp.job_id)
             delivery = deliveries.open_delivery(session, inp.delivery_id, job)
-            result = self.artifacts.get_bytes(job.result_key) if job.status == "completed" else None
+            result = self.artifacts.get_bytes(job.result_key) \
+                if job.status == JobStatus.COMPLETED and job.result_key is not None else None
             secrets = webhook_secrets.signing_secrets(session, self.box, job.company_id,
                                                 self.settings.webhook_secret_grace_seconds)
             return delivery.url, orjson.dumps(job_body(job, result)), secrets
@@ -55,11 +66,11 @@ class CallbackActivities(BlockingActivities):
     def _record(self, inp: AttemptInput, outcome: str, status: int | None, error: str | None, ms: int,
                 next_delay: float | None) -> None:
         with session_scope(self.engine) as session:
-            delivery = deliveries.open_delivery(session, inp.delivery_id, session.get(Job, inp.job_id))
+            delivery = deliveries.open_delivery(session, inp.delivery_id, _job(session, inp.job_id))
             next_at = utcnow() + timedelta(seconds=next_delay) if next_delay is not None else None
             deliveries.record_attempt(session, delivery, inp.attempt, outcome, status, error, ms, next_at)
 
-    @activity.defn(name="deliver_callback")
+    @activity.defn(name=DELIVER_CALLBACK)
     async def deliver_callback(self, inp: AttemptInput) -> AttemptOutput:
         """One attempt. It heartbeats throughout, so an attempt lost with its worker (or whose completion was
         lost in a Temporal outage) is retried after the heartbeat timeout, not the 60 s start-to-close."""

@@ -27,6 +27,7 @@ from dataapi.callbacks.url import (
     format_authority,
     resolve,
 )
+from dataapi.statuses import AttemptOutcome
 
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 
@@ -37,7 +38,7 @@ class Attempt:
     error: str | None  # short, safe to store and show: never the URL, headers or body
     retry_after_seconds: float | None
     duration_ms: int
-    outcome: str  # "delivered" (2xx), "retry", "gone" (410: stop), "refused" (unsafe URL: stop)
+    outcome: AttemptOutcome
 
 
 @lru_cache(maxsize=8)
@@ -104,7 +105,8 @@ async def deliver(url: str, body: bytes, headers: dict, *, allow_cidrs: list[str
                   allow_hosts: list[str] | tuple[str, ...] = ()) -> Attempt:
     started = time.monotonic()
 
-    def attempt(outcome: str, error: str | None, status: int | None = None, retry_after: float | None = None):
+    def attempt(outcome: AttemptOutcome, error: str | None, status: int | None = None,
+                retry_after: float | None = None) -> Attempt:
         return Attempt(status, error, retry_after, round((time.monotonic() - started) * 1000), outcome)
 
     try:
@@ -115,15 +117,16 @@ async def deliver(url: str, body: bytes, headers: dict, *, allow_cidrs: list[str
             response = await _post(target, addresses, body, headers, _ssl_context(ca_bundle), timeout,
                                    max_response_bytes)
     except UnresolvableHost as e:  # DNS may be down for a while: not a reason to give up
-        return attempt("retry", e.reason)
+        return attempt(AttemptOutcome.RETRY, e.reason)
     except UnsafeCallbackUrl as e:
-        return attempt("refused", e.reason)
+        return attempt(AttemptOutcome.REFUSED, e.reason)
     except TimeoutError:
-        return attempt("retry", f"timed out after {timeout:g} s")
+        return attempt(AttemptOutcome.RETRY, f"timed out after {timeout:g} s")
     except httpx.HTTPError as e:
-        return attempt("retry", _describe(e))
+        return attempt(AttemptOutcome.RETRY, _describe(e))
     status = response.status_code
     if 200 <= status < 300:
-        return attempt("delivered", None, status)
+        return attempt(AttemptOutcome.DELIVERED, None, status)
     retry_after = retry_after_seconds(response.headers.get("retry-after")) if status in (429, 503) else None
-    return attempt("gone" if status == 410 else "retry", f"HTTP {status}", status, retry_after)
+    outcome = AttemptOutcome.GONE if status == 410 else AttemptOutcome.RETRY
+    return attempt(outcome, f"HTTP {status}", status, retry_after)

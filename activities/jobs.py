@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from temporalio import activity
 
 from activities.blocking import BlockingActivities
+from activities.job_defs import FAIL_REPOSITORY_JOB, RUN_REPOSITORY_JOB
 from activities.runners import RunLimits, RunResult, run_job
 from activities.sandbox import Sandbox
 from dataapi.db import session_scope, while_unavailable
@@ -29,6 +30,7 @@ from dataapi.jobs_api import jobs
 from dataapi.logs import log_context
 from dataapi.messages import JobFailure, JobInput, JobOutput
 from dataapi.models import RepoJob
+from dataapi.statuses import RepoJobStatus
 from dataapi.storage.base import ArtifactNotFound, ArtifactStore
 
 log = logging.getLogger("dataapi.activities.jobs")
@@ -102,9 +104,9 @@ class JobActivities(BlockingActivities):
         return json.loads(self.artifacts.get_bytes(f"{inp.prefix}/repo.json"))
 
     def _persist(self, inp: JobInput, job_dir: Path, result: RunResult, step: StepLog) -> JobOutput:
-        if self._status(inp.job_id) != "processing":  # deleted while it ran: keep nothing
-            return JobOutput(status="failed", error="Job deleted")
-        status = "completed" if result.ok else "failed"
+        if self._status(inp.job_id) != RepoJobStatus.PROCESSING:  # deleted while it ran: keep nothing
+            return JobOutput(status=RepoJobStatus.FAILED, error="Job deleted")
+        status = RepoJobStatus.COMPLETED if result.ok else RepoJobStatus.FAILED
         step(f"run finished in {result.duration_ms} ms: {status}" + (f" ({result.error})" if result.error else ""))
         if result.ok:
             self.artifacts.put_file(f"{inp.prefix}/result.json", job_dir / "result.json")
@@ -117,7 +119,7 @@ class JobActivities(BlockingActivities):
             jobs.finish_job(session, inp.job_id, status, None if result.ok else result.error)
         return JobOutput(status=status, error=None if result.ok else result.error)
 
-    @activity.defn(name="run_repository_job")
+    @activity.defn(name=RUN_REPOSITORY_JOB)
     async def run_repository_job(self, inp: JobInput) -> JobOutput:
         log_context.set({"job_id": inp.job_id, "company": inp.company_slug})
         job_dir = self.work_dir / inp.job_id
@@ -126,7 +128,7 @@ class JobActivities(BlockingActivities):
             repo = await self._blocking(self._stage, inp, job_dir, step, activity.info().attempt)
         except ArtifactNotFound:  # deleted before it ran
             shutil.rmtree(job_dir, ignore_errors=True)
-            return JobOutput(status="failed", error="Job deleted")
+            return JobOutput(status=RepoJobStatus.FAILED, error="Job deleted")
         step(f"running the {repo['runner']} repository")
         kills: list[Callable[[], None]] = []
         cancelled = threading.Event()
@@ -156,12 +158,12 @@ class JobActivities(BlockingActivities):
         finally:
             await self._blocking(shutil.rmtree, job_dir, True)
 
-    @activity.defn(name="fail_repository_job")
+    @activity.defn(name=FAIL_REPOSITORY_JOB)
     async def fail_repository_job(self, inp: JobFailure) -> None:
         """Records a failure the run itself could not (retries exhausted, timed out, cancelled)."""
 
-        def record():
+        def record() -> None:
             with session_scope(self.engine) as session:
-                jobs.finish_job(session, inp.job_id, "failed", inp.error)
+                jobs.finish_job(session, inp.job_id, RepoJobStatus.FAILED, inp.error)
 
         await self._blocking(record)

@@ -1,4 +1,4 @@
-"""JSON spellings of query values that both result writers share: the Data API's (``activities.duck``) and the
+"""JSON spellings of query values that both result writers share: the Data API's (``activities.duck.serialise``) and the
 Jobs API's SQL runner (``activities/sql_runner.py``, which runs isolated and loads this file from beside it).
 Standard library only, for that reason."""
 

@@ -21,13 +21,17 @@ from sqlalchemy import Engine
 from temporalio import activity
 
 from activities.blocking import BlockingActivities
-from activities.duck import CompanyDatabases, QueryFailed, QueryInterrupted, QueryResult, ResultTooLarge, SqlRefused
+from activities.duck.databases import CompanyDatabases
+from activities.duck.errors import QueryFailed, QueryInterrupted, ResultTooLarge, SqlRefused
+from activities.duck.serialise import QueryResult
 from activities.query_defs import FINISH_FAILED, RUN_QUERY
 from dataapi.data_api.jobs import finish_job
-from dataapi.data_api.params import ParamSpec, to_bind
+from dataapi.data_api.param_values import to_bind
+from dataapi.data_api.params import ParamSpec
 from dataapi.db import while_unavailable
 from dataapi.logs import log_context
 from dataapi.messages import FinishInput, QueryInput, QueryOutput
+from dataapi.statuses import ExecutionMode, JobStatus, QueryStatus
 from dataapi.storage.base import ArtifactStore
 from dataapi.sync import SyncLane
 
@@ -115,7 +119,7 @@ class QueryActivities(BlockingActivities):
         one is this execution's and was started by these activities; else starts a new one."""
         info = activity.info()
         adopted = None
-        if self.lane is not None and inp.mode == "sync" and info.is_local and info.attempt == 1:
+        if self.lane is not None and inp.mode == ExecutionMode.SYNC and info.is_local and info.attempt == 1:
             adopted = self.lane.adopt(inp.job_id)
         if isinstance(adopted, RunningQuery) and adopted.owner is self and adopted.inp == inp:
             return adopted
@@ -125,7 +129,7 @@ class QueryActivities(BlockingActivities):
 
     def _handed_off(self, inp: QueryInput, out: QueryOutput, document: bytes | None = None) -> QueryOutput:
         """A sync outcome, stored and recorded, goes straight to a call of this process that waits for it."""
-        if self.lane is not None and inp.mode == "sync":
+        if self.lane is not None and inp.mode == ExecutionMode.SYNC:
             self.lane.publish(inp.job_id, out, document)
         return out
 
@@ -136,15 +140,15 @@ class QueryActivities(BlockingActivities):
         running, executed_at = query.future, query.executed_at
         local = activity.info().is_local
         # An async query's local attempt gives up at its budget; the regular activity then runs it.
-        give_up = time.time() + inp.local_budget_seconds if local and inp.mode == "async" else inp.deadline
+        give_up = time.time() + inp.local_budget_seconds if local and inp.mode == ExecutionMode.ASYNC else inp.deadline
         step = min(1.0, inp.heartbeat_seconds / 3)
         try:
             while not running.done():
                 left = give_up - time.time() if give_up else step
                 if left <= 0:  # the sync timeout or the budget: stop DuckDB here, within milliseconds of it
                     await self._interrupt(query)
-                    if inp.mode == "async":
-                        return QueryOutput(status="unfinished")  # nothing recorded: the job goes on
+                    if inp.mode == ExecutionMode.ASYNC:
+                        return QueryOutput(status=QueryStatus.UNFINISHED)  # nothing recorded: the job goes on
                     return await self._failed(inp, executed_at, "ExecutionTimeout", "Execution timed out")
                 await asyncio.wait({running}, timeout=min(step, left))
                 if not local:
@@ -162,8 +166,9 @@ class QueryActivities(BlockingActivities):
             return await self._failed(inp, executed_at, "ExecutionError", "Query execution failed")
         key = result_key(inp)
         document = await self._persist(inp, self._store, key, result, inp)
-        return self._handed_off(inp, QueryOutput(status="completed", result_key=key, row_count=result.row_count,
-                                            truncated=result.truncated, executed_at=executed_at), document)
+        out = QueryOutput(status=QueryStatus.COMPLETED, result_key=key, row_count=result.row_count,
+                          truncated=result.truncated, executed_at=executed_at)
+        return self._handed_off(inp, out, document)
 
     async def _persist(self, inp: QueryInput, fn: Callable[..., Any], *args: Any) -> Any:
         if activity.info().is_local:  # a caller waits (sync), or the regular activity can do it (async)
@@ -176,21 +181,21 @@ class QueryActivities(BlockingActivities):
         await asyncio.wait({query.future}, timeout=5)
 
     async def _failed(self, inp: QueryInput, executed_at: str, error_type: str, error: str) -> QueryOutput:
-        await self._persist(inp, self._finish, inp, "failed", {"error": error})
-        return self._handed_off(inp, QueryOutput(status="failed", executed_at=executed_at, error=error,
+        await self._persist(inp, self._finish, inp, JobStatus.FAILED, {"error": error})
+        return self._handed_off(inp, QueryOutput(status=QueryStatus.FAILED, executed_at=executed_at, error=error,
                                             error_type=error_type))
 
     def _store(self, key: str, result: QueryResult, inp: QueryInput) -> bytes:
         document = result_document(result)
         self.artifacts.put_bytes(key, document)
-        self._finish(inp, "completed", {"result_key": key, "row_count": result.row_count,
+        self._finish(inp, JobStatus.COMPLETED, {"result_key": key, "row_count": result.row_count,
                                         "truncated": result.truncated})
         return document
 
-    def _finish(self, inp: QueryInput, status: str, fields: dict) -> None:
+    def _finish(self, inp: QueryInput, status: JobStatus, fields: dict) -> None:
         with self.engine.begin() as conn:
             finish_job(conn, inp.job_id, status=status, insert=_insert_fields(inp), **fields)
 
     @activity.defn(name=FINISH_FAILED)
     async def finish_failed(self, inp: FinishInput) -> None:
-        await self._blocking(self._finish, inp.query, "failed", {"error": inp.error, **inp.extra})
+        await self._blocking(self._finish, inp.query, JobStatus.FAILED, {"error": inp.error, **inp.extra})

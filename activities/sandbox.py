@@ -39,9 +39,14 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from activities.runners import RunLimits
 
 JOB_DIR = "/job"  # where the job folder is, inside
 SQL_RUNNER_INSIDE = "/opt/dataapi/sql_runner.py"
@@ -132,7 +137,7 @@ def environment() -> dict[str, str]:
     }
 
 
-def rlimits(limits) -> list[tuple[str, int]]:
+def rlimits(limits: RunLimits) -> list[tuple[str, int]]:
     """The job's rlimits (RunLimits → [(resource name, value)]). RLIMIT_CPU is a backstop behind the
     wall-clock kill: CPU seconds of one process, all its threads summed, so it allows every core busy for
     the whole time limit."""
@@ -142,8 +147,8 @@ def rlimits(limits) -> list[tuple[str, int]]:
             ("RLIMIT_CPU", cpu), ("RLIMIT_CORE", 0)]
 
 
-def bwrap_command(bwrap: str, job_dir: Path, command: list[str], limits, marker_fd: int,
-                  data_fds: dict[str, int], extra_ro: list[tuple[str, str]] = ()) -> list[str]:
+def bwrap_command(bwrap: str, job_dir: Path, command: list[str], limits: RunLimits, marker_fd: int,
+                  data_fds: dict[str, int], extra_ro: Sequence[tuple[str, str]] = ()) -> list[str]:
     """The bwrap command line that runs ``command`` (paths as seen inside) in the sandbox.
 
     ``marker_fd``: the write end of a pipe, inherited by the launcher, which writes to it once inside.
@@ -257,7 +262,7 @@ class ProcessCgroup:
 
 def _pids_parents() -> list[Path]:
     """Where a job's pids cgroup may go: under the worker's own cgroup, in the v1 pids hierarchy or in v2."""
-    parents = []
+    parents: list[Path] = []
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:

@@ -1,7 +1,7 @@
 """Runs a SQL repository inside its job folder: ``python -I sql_runner.py <job_dir>``.
 
 A standalone script (no project imports: it runs isolated, with only the standard library and site-packages on
-``sys.path``), started by ``activities.runners`` in its own process. It reads ``repo/sql.json`` (``script``,
+``sys.path``), started by ``activities.launchers`` in its own process. It reads ``repo/sql.json`` (``script``,
 ``outputs``, ``result``) and ``params.json``, then in an in-memory DuckDB:
 
 1. locks the connection: files can be read and written only under ``inputs/`` and ``output/`` (DuckDB spills
@@ -33,12 +33,13 @@ import sys
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import duckdb
 import openpyxl
 
-if __package__:  # imported as activities.sql_runner (tests)
+if TYPE_CHECKING or __package__:  # imported as activities.sql_runner (tests, and the type checker)
     from activities.json_values import iso_duration, unique_names
 else:  # run as a script, isolated: the module beside this file
     sys.path.insert(0, str(Path(__file__).parent))
@@ -167,7 +168,7 @@ def _xlsx_type(values: list) -> str:
     return "VARCHAR"
 
 
-def _set_variable(con: duckdb.DuckDBPyConnection, name: str, value) -> None:
+def _set_variable(con: duckdb.DuckDBPyConnection, name: str, value: object) -> None:
     if not VARIABLE_RE.fullmatch(name):
         raise JobError(f"param {name!r} cannot be a SQL variable: use letters, digits and _ (max. 63)")
     if isinstance(value, dict | list):
@@ -206,7 +207,7 @@ def _result_json(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     return json.dumps(rows[0] if len(rows) == 1 else rows, ensure_ascii=False, allow_nan=False)
 
 
-def _plain(v):
+def _plain(v: object) -> object:
     """A DuckDB value as JSON: dates and times ISO, decimals as numbers, NaN and infinities null."""
     if isinstance(v, float):
         return v if math.isfinite(v) else None

@@ -26,7 +26,8 @@ from dataapi.data_api.params import DefinitionError
 from dataapi.errors import Conflict, InvalidDefinition, NotFound
 from dataapi.identity import service as identity
 from dataapi.jobs_api import repositories
-from dataapi.models import Company, Endpoint, ShareContextRow
+from dataapi.models import Company, Endpoint, ShareContextRow, pk
+from dataapi.statuses import UserKind
 
 __all__ = ["OPENAPI", "PREFIX", "routes"]
 
@@ -48,7 +49,7 @@ async def _in_company(request: Request, fn: Callable[..., Any], *args: Any) -> A
 # --- endpoints ---------------------------------------------------------------------------------------
 
 def _endpoint(session: Session, company: Company, namespace: str, slug: str) -> Endpoint:
-    endpoint = endpoints.find_endpoint(session, company.id, namespace, slug, active_only=False)
+    endpoint = endpoints.find_endpoint(session, pk(company), namespace, slug, active_only=False)
     if endpoint is None:
         raise NotFound("Endpoint not found")
     return endpoint
@@ -56,7 +57,7 @@ def _endpoint(session: Session, company: Company, namespace: str, slug: str) -> 
 
 def _create_endpoint(session: Session, company: Company, data: dict, max_rows: tuple[int, int]) -> dict:
     d = definitions.parse_definition(data, *max_rows)
-    if endpoints.find_endpoint(session, company.id, d.namespace, d.slug, active_only=False):
+    if endpoints.find_endpoint(session, pk(company), d.namespace, d.slug, active_only=False):
         raise Conflict(f"Endpoint {d.namespace}/{d.slug} already exists; use PUT to change it")
     endpoint, _ = endpoints.upsert_endpoint(session, company, d)
     return definitions.describe_endpoint(endpoint)
@@ -133,7 +134,7 @@ def _create_share_context(session: Session, company: Company, data: dict) -> dic
 
 def _delete_share_context(session: Session, company: Company, raw: str) -> None:
     row = session.get(ShareContextRow, int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 18 else None
-    if row is None or row.company_id != company.id:
+    if row is None or row.company_id != pk(company):
         raise NotFound("Share context not found")
     session.delete(row)
 
@@ -171,9 +172,9 @@ async def list_users(request: Request) -> Response:
 async def create_user(request: Request) -> Response:
     data = await read_json_object(request)
     policies = data.get("policies", [])
-    kind = data.get("kind", "integration")
+    kind = data.get("kind", UserKind.INTEGRATION)
     if not isinstance(data.get("name"), str) or not isinstance(policies, list) \
-            or not all(isinstance(p, str) for p in policies) or kind not in ("integration", "human"):
+            or not all(isinstance(p, str) for p in policies) or kind not in tuple(UserKind):
         raise InvalidDefinition("expected {name: str, policies: [str], kind?: integration|human}")
     return JSONResponse(await _in_company(request, lambda s, c: identity.describe_user(
         s, identity.create_user(s, c, data["name"], policies, kind))), status_code=201)
@@ -189,7 +190,7 @@ async def create_key(request: Request) -> Response:
 @requires("admin:keys")
 async def revoke_key(request: Request) -> Response:
     await _in_company(request, lambda s, c: identity.revoke_api_key(s, request.path_params["key_id"],
-                                                                    company_id=c.id))
+                                                                    company_id=pk(c)))
     return Response(status_code=204)
 
 
@@ -216,7 +217,7 @@ async def put_repository(request: Request) -> Response:
         raise InvalidDefinition("id in the body must match the path")
 
     def put(session: Session, company: Company) -> tuple[dict, bool]:
-        repo, created = repositories.put_repository(session, company.id, repo_id, data)
+        repo, created = repositories.put_repository(session, pk(company), repo_id, data)
         return repositories.describe_repository(repo, with_code=True), created
 
     body, created = await _in_company(request, put)

@@ -5,18 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from api import admin, auth_endpoints, codec, data_api, errors, health, jobs_api, metrics, openapi
 from api.context import AppContext
 from api.mounts import ApiMount
 from dataapi import heap
+from dataapi.messages import QueryInput
 from dataapi.settings import Settings, get_settings
+from dataapi.sync import Prefetched, SyncLane
 
 log = logging.getLogger("dataapi.api")
+
+# Builds the API's own query worker on the API's client (``worker.embedded_query_worker``, which ``dataapi api``
+# passes): the worker, and the function that starts a sync query beside its workflow's start, which the sync lane
+# uses while the worker runs. Passed in, not imported, so that api/ never loads the worker's code (DuckDB).
+QueryWorkerBuilder = Callable[[Client, Settings, SyncLane], tuple[Worker, Callable[[QueryInput], Prefetched]]]
 
 # Route modules, each with `routes` and an `OPENAPI` fragment for the document (from api/schemas/).
 ROUTE_MODULES = [health, metrics, auth_endpoints, data_api, jobs_api, admin, codec]
@@ -35,11 +44,9 @@ def _routes() -> list:
     ]
 
 
-async def _query_worker(ctx: AppContext, settle_heap: bool) -> None:
+async def _query_worker(ctx: AppContext, build: QueryWorkerBuilder, settle_heap: bool) -> None:
     """Runs the API's own query worker on the API's client (eager start needs both in one process), once
     Temporal answers; until then, and if it ever stops, sync executions go through the worker processes."""
-    from worker import build_query_worker, query_activities  # DuckDB comes in with it, only when wanted
-
     while True:
         try:
             client = await ctx.connected_temporal()
@@ -49,11 +56,10 @@ async def _query_worker(ctx: AppContext, settle_heap: bool) -> None:
             continue
         try:
             log.info("embedded query worker polls %s", ctx.settings.task_queue_queries)
-            acts = query_activities(ctx.settings, ctx.sync_lane)
-            query_worker = build_query_worker(client, ctx.settings, in_api=True, acts=acts)
+            query_worker, start_query = build(client, ctx.settings, ctx.sync_lane)
             if settle_heap:
                 heap.settle()  # the worker's modules and DuckDB are loaded now
-            with ctx.sync_lane.serving(acts.start_query):  # the fast lane is open while the worker runs
+            with ctx.sync_lane.serving(start_query):  # the fast lane is open while the worker runs
                 await query_worker.run()  # a cancel stops it
         except Exception:
             log.exception("embedded query worker stopped; restarting it in 5 s")
@@ -61,16 +67,20 @@ async def _query_worker(ctx: AppContext, settle_heap: bool) -> None:
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None,
-               client: Client | None = None, settle_heap: bool = False) -> Starlette:
-    """``settle_heap``: the process serves this app alone (``dataapi api``), so what its startup made can be set
+               client: Client | None = None, settle_heap: bool = False,
+               query_worker: QueryWorkerBuilder | None = None) -> Starlette:
+    """``query_worker``: how to build the API's own query worker, run by the lifespan when
+    ``settings.api_query_worker`` is on (without it, every sync query runs on the worker processes).
+    ``settle_heap``: the process serves this app alone (``dataapi api``), so what its startup made can be set
     aside from full garbage collections once it has started (``dataapi.heap``); not for tests, whose process
     makes many apps."""
     settings = settings or get_settings()
     ctx = AppContext.build(settings, engine, client)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette):
-        embedded = asyncio.create_task(_query_worker(ctx, settle_heap)) if settings.api_query_worker else None
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        embedded = (asyncio.create_task(_query_worker(ctx, query_worker, settle_heap))
+                    if settings.api_query_worker and query_worker is not None else None)
         if embedded is None and settle_heap:
             heap.settle()
         yield

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from api.context import context
 from api.errors import unauthorized
@@ -23,19 +25,21 @@ def authenticate(request: Request) -> Claims:
         raise unauthorized(f"Invalid token: {e}") from None
 
 
-def requires(action: str):
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def requires(action: str) -> Callable[[Handler], Handler]:
     """Authenticates the request and checks that the token grants ``action`` (else 403 FORBIDDEN)."""
 
-    def decorate(handler):
+    def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        async def wrapper(request: Request):
+        async def wrapper(request: Request) -> Response:
             claims = authenticate(request)
             if action not in claims.actions:
                 raise Forbidden(f"Missing required permission {action}")
             request.state.claims = claims
             return await handler(request)
 
-        wrapper.required_action = action
         return wrapper
 
     return decorate

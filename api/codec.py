@@ -32,7 +32,8 @@ from api.context import context
 from api.errors import ApiError, JSONResponse, data_body
 from api.requests import read_body
 from api.schemas.operations import CODEC as OPENAPI
-from dataapi.codec import PayloadDecryptionError, codec_token, payload_codec
+from dataapi.codec import EncryptionCodec, PayloadDecryptionError, codec_token, payload_codec
+from dataapi.settings import Settings
 from dataapi.temporal import CODEC_PATH
 
 __all__ = ["OPENAPI", "allowed_origins", "routes"]
@@ -43,7 +44,7 @@ MAX_BODY_BYTES = 8 << 20  # Temporal refuses payloads over 2 MiB; an event's few
 _ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
 
 
-def _state(request: Request) -> tuple[str | None, object]:
+def _state(request: Request) -> tuple[str | None, EncryptionCodec | None]:
     """(operator token, codec) of this app, read once."""
     app_state = request.app.state
     cached = getattr(app_state, "temporal_codec", None)
@@ -55,7 +56,7 @@ def _state(request: Request) -> tuple[str | None, object]:
     return cached
 
 
-def allowed_origins(settings) -> set[str]:
+def allowed_origins(settings: Settings) -> set[str]:
     configured = {o.strip().rstrip("/") for o in settings.codec_cors_origins.split(",") if o.strip()}
     return configured or {f"http://localhost:{settings.temporal_ui_port}",
                           f"http://127.0.0.1:{settings.temporal_ui_port}"}
@@ -91,7 +92,7 @@ def _authorised(request: Request, token: str) -> bool:
 
 async def _convert(request: Request, decode: bool) -> Response:
     token, codec = _state(request)
-    if token is None:
+    if token is None or codec is None:
         raise ApiError(404, "NOT_FOUND", "Not found")
     cors = _cors(request)
     try:
@@ -117,7 +118,7 @@ async def _convert(request: Request, decode: bool) -> Response:
         except (orjson.JSONDecodeError, ParseError, TypeError, ValueError, AttributeError):
             raise ApiError(400, "INVALID_REQUEST", 'Body must be {"payloads": [...]} in proto JSON') from None
         try:
-            converted = await (codec.decode if decode else codec.encode)(payloads.payloads)  # type: ignore[union-attr]
+            converted = await (codec.decode if decode else codec.encode)(payloads.payloads)
         except PayloadDecryptionError as e:
             raise ApiError(422, "PAYLOAD_UNDECODABLE", str(e)) from None
         out = MessageToDict(Payloads(payloads=converted))

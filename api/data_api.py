@@ -28,6 +28,7 @@ from dataapi.identity.service import valid_slug
 from dataapi.messages import QueryInput
 from dataapi.models import Job
 from dataapi.search_attributes import search_attributes
+from dataapi.statuses import DeliveryStatus, ExecutionMode, JobStatus
 from dataapi.storage.base import ArtifactNotFound
 from workflows.callback import CallbackWorkflow
 from workflows.query import QueryWorkflow
@@ -62,14 +63,14 @@ async def execute(request: Request) -> Response:
             search_attributes=search_attributes(inp.company_slug, "query", endpoint=inp.endpoint, mode=inp.mode),
             execution_timeout=timedelta(seconds=inp.timeout_seconds + 300), request_eager_start=True)
 
-    if inp.mode == "async":
+    if inp.mode == ExecutionMode.ASYNC:
         try:
             await start()
         except Exception:  # Temporal unreachable, say: the caller gets an error, so no row may stay "processing"
             await run_in_threadpool(_in_transaction, ctx, service.fail_unstarted, inp.job_id)
             raise
         polling_url = f"{PREFIX}/{namespace}/{slug}/jobs/{inp.job_id}"
-        return JSONResponse({"job_id": inp.job_id, "status": "processing", "polling_url": polling_url}, 202)
+        return JSONResponse({"job_id": inp.job_id, "status": JobStatus.PROCESSING, "polling_url": polling_url}, 202)
 
     assert inp.deadline is not None
     # The activity interrupts the query at the deadline; the grace second lets that failure arrive.
@@ -111,10 +112,11 @@ async def _load_job(request: Request) -> Job:
 async def get_job(request: Request) -> Response:
     ctx: AppContext = request.app.state.ctx
     job = await _load_job(request)
-    if job.status == "processing":
+    if job.status == JobStatus.PROCESSING:
         job = await reconcile(ctx, job, lambda session, job_id, reason: jobs.finish_job(
-            session.connection(), job_id, status="failed", error=reason))
-    result = await _read_result(ctx, job.result_key) if job.status == "completed" and job.result_key else None
+            session.connection(), job_id, status=JobStatus.FAILED, error=reason))
+    result = await _read_result(ctx, job.result_key) \
+        if job.status == JobStatus.COMPLETED and job.result_key else None
     body = jobs.job_body(job, result)
     if job.callback_url:
         body["callback"] = await run_in_threadpool(_callback_state, ctx, job.id)
@@ -136,7 +138,7 @@ async def redeliver_callback(request: Request) -> Response:
         CallbackWorkflow.run, delivery, id=f"callback-{delivery.delivery_id}",
         task_queue=ctx.settings.task_queue_callbacks,
         search_attributes=search_attributes(request.state.claims.company_slug, "callback"))
-    return JSONResponse({"webhook_id": delivery.delivery_id, "status": "pending"}, 202)
+    return JSONResponse({"webhook_id": delivery.delivery_id, "status": DeliveryStatus.PENDING}, 202)
 
 
 async def missing_path_params(request: Request) -> Response:

@@ -30,7 +30,7 @@ log = logging.getLogger("dataapi.api")
 class JSONResponse(Response):
     media_type = "application/json"
 
-    def render(self, content) -> bytes:
+    def render(self, content: object) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 

@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Message
 from temporalio.service import RPCError
 
 from api.context import AppContext, context
@@ -29,6 +30,7 @@ from dataapi.jobs_api import jobs, service
 from dataapi.jobs_api.service import Caller
 from dataapi.models import RepoJob, Repository
 from dataapi.search_attributes import search_attributes
+from dataapi.statuses import RepoJobStatus
 from dataapi.storage.base import ArtifactNotFound
 from workflows.job import RepositoryJobWorkflow
 
@@ -37,7 +39,7 @@ NOT_FINISHED = {"message": "Job not yet finished"}
 _LIST_PARAMS = {"from_date", "to_date"}
 
 
-def _json(content, status: int = 200) -> Response:
+def _json(content: object, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type="application/json")
 
 
@@ -85,7 +87,7 @@ async def _job(request: Request, action: str) -> tuple[Caller, RepoJob, Reposito
     ctx = context(request)
     caller = await _caller(request, action)
     job, repo = await ctx.transaction(service.get_job, caller, request.path_params["job_id"])
-    if job.status == "processing":
+    if job.status == RepoJobStatus.PROCESSING:
         job = await reconcile(ctx, job, service.fail_lost)
     return caller, job, repo
 
@@ -101,16 +103,15 @@ async def list_jobs(request: Request) -> Response:
     return _json(await context(request).transaction(service.list_jobs, caller, q.get("from_date"), q.get("to_date")))
 
 
-def _json_field(value, name: str) -> dict | None:
+def _json_field(value: str | UploadFile | None, name: str) -> dict | None:
     """``params`` and ``metadata`` form fields: a JSON object, as text or as an uploaded .json part."""
     if value is None:
         return None
-    if isinstance(value, UploadFile):
-        value = value.file.read((1 << 20) + 1)
-    if len(value) > 1 << 20:
+    text = value.file.read((1 << 20) + 1) if isinstance(value, UploadFile) else value
+    if len(text) > 1 << 20:
         raise _refused(400, f"{name} is larger than 1 MiB")
     try:
-        data = orjson.loads(value)
+        data = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise _refused(400, f"{name} must be a JSON object") from None
     if not isinstance(data, dict):
@@ -125,7 +126,7 @@ def _limited(request: Request, limit: int) -> Request:
         raise _refused(413, f"Request body larger than {limit} bytes")
     seen = 0
 
-    async def receive():
+    async def receive() -> Message:
         nonlocal seen
         message = await request.receive()
         seen += len(message.get("body", b""))
@@ -203,15 +204,15 @@ async def _artifact(ctx: AppContext, caller: Caller, job: RepoJob, name: str, me
     try:
         chunks = await run_in_threadpool(ctx.artifacts.open_stream, key)
     except ArtifactNotFound:
-        raise _refused(500, "Job failed" if job.status == "failed" else "Job files are missing") from None
+        raise _refused(500, "Job failed" if job.status == RepoJobStatus.FAILED else "Job files are missing") from None
     headers = {"content-disposition": f'attachment; filename="{filename}"'} if filename else None
     return StreamingResponse(iterate_in_threadpool(chunks), media_type=media_type, headers=headers)
 
 
 def _finished(job: RepoJob) -> Response | None:
-    if job.status == "processing":
+    if job.status == RepoJobStatus.PROCESSING:
         return _json(NOT_FINISHED, 202)
-    if job.status == "failed":
+    if job.status == RepoJobStatus.FAILED:
         return _json({"error": "Job failed"}, 500)
     return None
 
@@ -235,7 +236,7 @@ async def get_output(request: Request) -> Response:
 async def get_logs(request: Request) -> Response:
     """Logs stay downloadable when the job failed; while it runs there is nothing packed yet (202)."""
     caller, job, _ = await _job(request, "jobs:read")
-    if job.status == "processing":
+    if job.status == RepoJobStatus.PROCESSING:
         return _json(NOT_FINISHED, 202)
     return await _artifact(context(request), caller, job, "logs.zip", "application/zip", f"{job.id}-logs.zip")
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import context
 from api.schemas.operations import METRICS as OPENAPI
@@ -30,10 +33,10 @@ __all__ = ["OPENAPI", "Metrics", "MetricsMiddleware", "routes"]
 class JobsByState:
     """Jobs of both APIs by kind and status, counted in the metadata store when scraped."""
 
-    def __init__(self, engine):
+    def __init__(self, engine: Engine):
         self.engine = engine
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("dataapi_jobs", "Jobs by kind and status", labels=["kind", "status"])
         with Session(self.engine) as session:
             for kind, status, count in jobs_by_state(session):
@@ -42,7 +45,7 @@ class JobsByState:
 
 
 class Metrics:
-    def __init__(self, engine):
+    def __init__(self, engine: Engine):
         self.registry = CollectorRegistry()
         self.latency = Histogram("dataapi_http_request_duration_seconds", "HTTP request latency",
                                  ["method", "route", "status"], registry=self.registry,
@@ -54,15 +57,15 @@ class MetricsMiddleware:
     """Times every request by its route template (never the raw path: ids would explode the label set), the
     route the router chose (``scope["route"]``: no second pass of every route's pattern per request)."""
 
-    def __init__(self, app, metrics: Metrics):
+    def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app, self.metrics = app, metrics
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started, status = time.perf_counter(), [500]
 
-        async def sending(message):
+        async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)

@@ -70,10 +70,11 @@ async def reconcile(ctx: AppContext, job: J, fail: Callable[[Session, str, str],
     _seen_running.pop(job.id, None)
     reason = LOST if status is None else CLOSED_AS_FAILED.get(status)
 
-    def record():
+    def record() -> J:
         with session_scope(ctx.engine) as session:
             if reason is not None:
                 fail(session, job.id, reason)
-            return session.get(type(job), job.id)
+            fresh = session.get(type(job), job.id)
+            return fresh if fresh is not None else job  # job rows are never deleted; nothing newer to read
 
     return await run_in_threadpool(record)

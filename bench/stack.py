@@ -16,7 +16,7 @@ from bench.procs import Processes, free_port, wait_http
 from bench.queries import BARE, DATASETTE
 from bench.receiver import make_pki
 from bench.tenant import DATAAPI, Tenant, create_tenant
-from dataapi.dev import temporal_command, wait_for_temporal
+from cli.dev import temporal_command, wait_for_temporal
 from dataapi.settings import Settings
 
 BIN = Path(sys.executable).parent

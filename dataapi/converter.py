@@ -33,7 +33,7 @@ _ENCODING = b"json/plain"
 _PRIMITIVES = (str, int, float, bool, list, dict)
 
 
-def _field_kind(hint) -> tuple[type, bool]:
+def _field_kind(hint: Any) -> tuple[type, bool]:
     """(type, optional) for the flat hints this path takes: a primitive, ``list[...]``/``dict`` or either
     ``| None``."""
     optional = False
@@ -61,7 +61,7 @@ class _Shape:
     def build(self, obj: Any) -> Any:
         if not isinstance(obj, dict):
             raise TypeError(f"Cannot convert to dataclass {self.cls.__name__}, value is {type(obj)} not dict")
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for name, (kind, optional) in self.fields.items():
             if name not in obj:
                 continue

@@ -2,8 +2,8 @@
 
 A process of ours holds a large, long-lived heap after startup (the Temporal SDK and its protobuf modules,
 SQLAlchemy, DuckDB's bindings, Starlette): over a million objects that a full (generation 2) collection walks
-every time, which on a 2-core machine stopped the API for ~100 ms, now and then, in the middle of requests (a
-sync call's p99). ``settle`` collects once and moves every object still alive into the permanent generation
+every time, a pause that lands now and then in the middle of a request and shows in the slowest sync calls.
+``settle`` collects once and moves every object still alive into the permanent generation
 (``gc.freeze``), so later full passes walk only what was made since; garbage made later is collected as
 before. Called once the process has started what it keeps (docs/performance.md).
 """

@@ -7,6 +7,7 @@ import json
 import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 # Set by request handlers and activities; merged into every JSON record made in that context.
 log_context: ContextVar[dict | None] = ContextVar("log_context", default=None)
@@ -14,7 +15,7 @@ log_context: ContextVar[dict | None] = ContextVar("log_context", default=None)
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {
+        out: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname, "logger": record.name, "message": record.getMessage(),
         }

@@ -2,7 +2,7 @@
 Fields may be added (with defaults) without breaking recorded histories.
 
 No ``from __future__ import annotations`` here: Temporal's converter calls ``typing.get_type_hints`` on every
-conversion, and string annotations are compiled again each time (~0.4 ms per message). QueryInput and
+conversion, and string annotations would be compiled again each time, on every message. QueryInput and
 QueryOutput, converted on every sync call, take the shorter path of ``dataapi.converter``; its field checks
 take the flat field types used here (a primitive, a list or dict, or one of them ``| None``)."""
 
@@ -18,7 +18,7 @@ class QueryInput:
     endpoint: str  # namespace/slug, for logs and search attributes
     sql: str
     param_specs: list[dict]
-    params: dict  # canonical, JSON-safe values (dataapi.data_api.params.coerce)
+    params: dict  # canonical, JSON-safe values (dataapi.data_api.param_values.coerce)
     max_rows: int
     mode: str  # sync | async
     timeout_seconds: float

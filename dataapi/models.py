@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from sqlalchemy import Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from dataapi.statuses import DeliveryStatus, ExecutionMode, JobStatus, RepoJobStatus, UserKind
 
 
 def utcnow() -> datetime:
@@ -17,7 +20,20 @@ def as_utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _ts(nullable: bool = True, index: bool = False):
+class _Stored(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+def pk(row: _Stored) -> int:
+    """The id of a stored row. SQLModel types an autoincrement key ``int | None`` because it is empty until the
+    first flush; every row a service hands on has been flushed, so an empty one is a bug."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: it was never flushed")
+    return row.id
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:  # a Field: SQLModel types it as Any
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index))
 
 
@@ -35,7 +51,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     company_id: int = Field(foreign_key="companies.id", index=True)
     name: str = Field(max_length=200)
-    kind: str = Field(default="integration", max_length=20)  # integration | human
+    kind: str = Field(default=UserKind.INTEGRATION, max_length=20)  # a UserKind
     disabled: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -85,7 +101,7 @@ class Endpoint(SQLModel, table=True):
     description: str = Field(default="", max_length=2000)
     sql: str
     parameters: str = "[]"  # JSON list of ParamSpec dicts
-    execution_mode: str = Field(default="sync", max_length=10)  # sync | async
+    execution_mode: str = Field(default=ExecutionMode.SYNC, max_length=10)  # an ExecutionMode
     max_rows: int = 10_000
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -113,7 +129,7 @@ class Job(SQLModel, table=True):
     company_id: int = Field(foreign_key="companies.id", index=True)
     endpoint_id: int = Field(foreign_key="endpoints.id", index=True)
     mode: str = Field(max_length=10)
-    status: str = Field(default="processing", max_length=20)  # processing | completed | failed
+    status: str = Field(default=JobStatus.PROCESSING, max_length=20)  # a JobStatus
     parameters: str = "{}"
     callback_url: str | None = Field(default=None, max_length=2048)
     user_id: int | None = Field(default=None, foreign_key="users.id")
@@ -147,7 +163,7 @@ class CallbackDelivery(SQLModel, table=True):
     job_id: str = Field(foreign_key="jobs.id", index=True)
     company_id: int = Field(foreign_key="companies.id", index=True)
     url: str = Field(max_length=2048)
-    status: str = Field(default="pending", max_length=20)  # pending | delivered | failed
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=20)  # a DeliveryStatus
     attempts: int = 0
     last_status_code: int | None = None
     last_error: str | None = Field(default=None, max_length=300)
@@ -165,7 +181,7 @@ class CallbackAttempt(SQLModel, table=True):
     delivery_id: str = Field(foreign_key="callback_deliveries.id", index=True)
     attempt: int
     attempted_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
-    outcome: str = Field(max_length=20)  # delivered | retry | gone | refused
+    outcome: str = Field(max_length=20)  # an AttemptOutcome
     status_code: int | None = None
     error: str | None = Field(default=None, max_length=300)
     duration_ms: int = 0
@@ -181,7 +197,7 @@ class Repository(SQLModel, table=True):
     company_id: int = Field(foreign_key="companies.id", index=True)
     repo_id: str = Field(max_length=64, index=True)  # the public repository_id
     name: str = Field(max_length=200)
-    runner: str = Field(max_length=20)  # python | sql
+    runner: str = Field(max_length=20)  # a Runner
     code: str
     default_params: str = "{}"
     repo_metadata: str = "{}"
@@ -204,7 +220,7 @@ class RepoJob(SQLModel, table=True):
     created_by: str = Field(max_length=200)  # the owner's user name, as the seed shows it
     user_id: int | None = Field(default=None, foreign_key="users.id", index=True)
     api_key_id: int | None = Field(default=None, foreign_key="api_keys.id")
-    status: str = Field(default="processing", max_length=20)  # processing | completed | failed | deleted
+    status: str = Field(default=RepoJobStatus.PROCESSING, max_length=20)  # a RepoJobStatus
     inputs: str = "[]"  # JSON list of input file names
     params: str = "{}"
     has_params: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -20,7 +21,7 @@ def _write_private(path: Path, content: str) -> None:
         f.write(content)
 
 
-def _load_or_create(path: Path, make) -> str:
+def _load_or_create(path: Path, make: Callable[[], str]) -> str:
     try:
         return path.read_text()
     except FileNotFoundError:

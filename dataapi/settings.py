@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     query_heartbeat_seconds: float = 10.0  # a killed worker's async query is retried after this
     # An async query first runs as a local activity where its workflow task runs (with eager start: the API's
     # query worker); unfinished after this long, it stops and runs as a regular activity on the worker
-    # processes. About half of Temporal's work per short job. 0: always a regular activity.
+    # processes. A short job then needs no activity task of its own on the server. 0: always a regular activity.
     async_local_budget_seconds: float = Field(default=1.0, ge=0, le=30)
     default_max_rows: int = 10_000
     max_rows_cap: int = 100_000

@@ -39,6 +39,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
 from dataapi.messages import QueryInput, QueryOutput
+from dataapi.statuses import QueryStatus
 
 log = logging.getLogger("dataapi.sync")
 
@@ -49,7 +50,7 @@ ADOPTION_WINDOW = 0.25
 # call below it; beside the handoff above it, in case the query moved to another worker).
 HANDOFF_GRACE = 2.0
 # The outcome of a call past its deadline: the caller's 408.
-TIMED_OUT = QueryOutput(status="failed", error="Execution timed out", error_type="ExecutionTimeout")
+TIMED_OUT = QueryOutput(status=QueryStatus.FAILED, error="Execution timed out", error_type="ExecutionTimeout")
 
 
 class Prefetched(Protocol):
@@ -171,7 +172,8 @@ class SyncLane:
             return max(deadline - time.time(), 0.0)
 
         if not call.adopted.done():
-            await asyncio.wait({call.handoff, call.adopted}, timeout=min(self.adoption_window, left()))
+            either: set[asyncio.Future[Any]] = {call.handoff, call.adopted}
+            await asyncio.wait(either, timeout=min(self.adoption_window, left()))
         if call.adopted.done():  # it runs here: the handoff comes, or the result is read after the grace
             if not call.handoff.done():
                 await asyncio.wait({call.handoff}, timeout=min(self.handoff_grace, left()))
@@ -201,7 +203,7 @@ class SyncLane:
             try:
                 return SyncOutcome(result.result())
             except WorkflowFailureError as e:
-                return SyncOutcome(QueryOutput(status="failed", error=getattr(e.cause, "message", None),
+                return SyncOutcome(QueryOutput(status=QueryStatus.FAILED, error=getattr(e.cause, "message", None),
                                                error_type=getattr(e.cause, "type", None)))
         finally:
             if not result.done():
@@ -227,6 +229,10 @@ class SyncLane:
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
     """Sets a waiting call's future from the activity, on the call's loop (the activity may run on another
     loop or thread, e.g. a worker in a test)."""
+    def settle() -> None:
+        if not future.done():
+            future.set_result(value)
+
     if future.done():
         return
     loop = future.get_loop()
@@ -237,4 +243,4 @@ def _resolve(future: asyncio.Future[Any], value: Any) -> None:
     if running is loop:
         future.set_result(value)
     else:
-        loop.call_soon_threadsafe(lambda: future.done() or future.set_result(value))
+        loop.call_soon_threadsafe(settle)

@@ -18,7 +18,11 @@ from dataapi.db import make_engine, session_scope, upgrade
 from dataapi.identity import service as identity
 from dataapi.settings import Settings
 
-pytest_plugins = ["tests.receiver", "tests.processes"]  # the HTTPS webhook receiver, real processes
+# The helpers of tests/support keep their asserts' messages, and their fixtures are everyone's: the HTTPS webhook
+# receiver, real processes, the moto S3 server, the Jobs API's and the callbacks' apps.
+pytest.register_assert_rewrite("tests.support")
+pytest_plugins = ["tests.support.receiver", "tests.support.processes", "tests.support.s3", "tests.support.jobs_api",
+                  "tests.support.callbacks"]
 
 PG_ADMIN_URL = os.environ.get("DATAAPI_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 
@@ -137,8 +141,8 @@ def payload_keyset() -> str:
 async def temporal_env(payload_keyset):
     from temporalio.testing import WorkflowEnvironment
 
+    from cli.dev import temporal_binary
     from dataapi.converter import data_converter
-    from dataapi.dev import temporal_binary
     from dataapi.temporal import SEARCH_ATTRIBUTES
 
     # The project's converter, encryption included, as every client of ours has (dataapi.temporal.connect).

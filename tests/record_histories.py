@@ -1,4 +1,5 @@
-"""Records the Temporal histories that tests/test_replay.py replays: ``python -m tests.record_histories``.
+"""Records the Temporal histories that tests/unit/workflows/test_replay.py replays:
+``python -m tests.record_histories``.
 
 Runs the real stack (a Temporal dev server, the API over ASGI, the query, callback and job workers, DuckDB, an
 HTTPS receiver on localhost) through every path of every workflow worth keeping, and writes each closed
@@ -23,15 +24,14 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from cli.dev import temporal_binary
 from dataapi.db import make_engine, session_scope, upgrade
-from dataapi.dev import temporal_binary
 from dataapi.models import Job
 from dataapi.settings import Settings
 from dataapi.temporal import SEARCH_ATTRIBUTES
-from tests.receiver import Receiver, Reply, make_pki
-from tests.test_async_path import SECOND_OF_WORK
-from tests.test_data_api import SLOW_SQL, Tenant, bearer, execute
-from tests.test_jobs_api import CSV, Org
+from tests.support.data_api import SECOND_OF_WORK, SLOW_SQL, Tenant, bearer, execute
+from tests.support.jobs_api import CSV, Org
+from tests.support.receiver import Receiver, Reply, make_pki
 from worker import build_callback_worker, build_job_worker, build_query_worker
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -242,7 +242,7 @@ async def record(names: list[str]) -> dict[str, str]:
         target = env.client.service_client.config.target_host
         # Plaintext on purpose (no payload codec): a fixture must not depend on a key, and the replay test reads
         # these through the project's codec, proving that unencrypted histories (older workflows, encryption
-        # switched off) still decode. Encrypted histories are replayed by tests/test_codec.py.
+        # switched off) still decode. Encrypted histories are replayed by tests/integration/dataapi/test_codec.py.
         client = await Client.connect(target, identity=IDENTITY)
         with tempfile.TemporaryDirectory(prefix="record-") as tmp:
             tmp_path = Path(tmp)

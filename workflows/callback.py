@@ -13,13 +13,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.callbacks import CallbackActivities
-    from dataapi.messages import AttemptInput, CallbackInput
+    from activities.callback_defs import DELIVER_CALLBACK
+    from dataapi.messages import AttemptInput, AttemptOutput, CallbackInput
+    from dataapi.statuses import AttemptOutcome, DeliveryStatus
 
 # An attempt is one POST; retrying the activity itself only covers infrastructure failures (store down).
-_ATTEMPT = {"start_to_close_timeout": timedelta(seconds=60), "heartbeat_timeout": timedelta(seconds=10),
-            "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                                        maximum_attempts=5)}
+_ATTEMPT_TIMEOUT, _ATTEMPT_HEARTBEAT = timedelta(seconds=60), timedelta(seconds=10)
+_ATTEMPT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                             maximum_attempts=5)
 
 
 @workflow.defn(name="CallbackWorkflow")
@@ -32,13 +33,15 @@ class CallbackWorkflow:
             if wait > 0:
                 await workflow.sleep(timedelta(seconds=wait))
             scheduled = self._jittered(delays[attempt], inp.jitter) if attempt < len(delays) else None
-            out = await workflow.execute_activity_method(
-                CallbackActivities.deliver_callback,
-                AttemptInput(inp.delivery_id, inp.job_id, attempt, scheduled), **_ATTEMPT)
+            out = await workflow.execute_activity(
+                DELIVER_CALLBACK, AttemptInput(inp.delivery_id, inp.job_id, attempt, scheduled),
+                result_type=AttemptOutput,
+                start_to_close_timeout=_ATTEMPT_TIMEOUT, heartbeat_timeout=_ATTEMPT_HEARTBEAT,
+                retry_policy=_ATTEMPT_RETRY)
             if out.next_delay_seconds is None:
-                return out.outcome if out.outcome != "retry" else "failed"
+                return out.outcome if out.outcome != AttemptOutcome.RETRY else DeliveryStatus.FAILED
             wait = out.next_delay_seconds
-        return "failed"
+        return DeliveryStatus.FAILED
 
     @staticmethod
     def _jittered(delay: float, jitter: float) -> float:

@@ -14,11 +14,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.jobs import JobActivities
+    from activities.job_defs import FAIL_REPOSITORY_JOB, RUN_REPOSITORY_JOB
     from dataapi.messages import JobFailure, JobInput, JobOutput
+    from dataapi.statuses import RepoJobStatus
 
-_RECORD = {"start_to_close_timeout": timedelta(seconds=30),
-           "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)}
+_RECORD_TIMEOUT = timedelta(seconds=30)
+_RECORD_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 
 
 @workflow.defn(name="RepositoryJobWorkflow")
@@ -26,19 +27,20 @@ class RepositoryJobWorkflow:
     @workflow.run
     async def run(self, inp: JobInput) -> JobOutput:
         try:
-            out = await workflow.execute_activity_method(
-                JobActivities.run_repository_job, inp,
+            out = await workflow.execute_activity(
+                RUN_REPOSITORY_JOB, inp, result_type=JobOutput,
                 start_to_close_timeout=timedelta(seconds=inp.time_limit_seconds + 300),
                 heartbeat_timeout=timedelta(seconds=inp.heartbeat_seconds),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2))
         except (asyncio.CancelledError, ActivityError) as e:
             cancelled = isinstance(e, asyncio.CancelledError) or isinstance(e.cause, CancelledError)
             error = "Job cancelled" if cancelled else "Job failed on the platform"
-            await workflow.execute_local_activity_method(
-                JobActivities.fail_repository_job, JobFailure(inp.job_id, error), **_RECORD)
+            await workflow.execute_local_activity(
+                FAIL_REPOSITORY_JOB, JobFailure(inp.job_id, error),
+                start_to_close_timeout=_RECORD_TIMEOUT, retry_policy=_RECORD_RETRY)
             if cancelled:
                 raise asyncio.CancelledError() from e
             raise ApplicationError(error, type="PlatformError", non_retryable=True) from e
-        if out.status != "completed":
+        if out.status != RepoJobStatus.COMPLETED:
             raise ApplicationError(out.error or "Job failed", type="JobFailed", non_retryable=True)
         return out

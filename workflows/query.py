@@ -2,9 +2,10 @@
 
 Sync executions run the query as a local activity (no extra task-queue round trip; the API waits on the
 result). Async ones first try the same, within a budget (``local_budget_seconds``): a short query is done
-with about half of Temporal's work per job; one still running at the budget stops, records nothing, and runs
-as a regular activity that heartbeats, on the worker processes, so a killed worker's query is retried on
-another. Rows never enter the history: the activity stores them and returns a reference.
+without an activity task of its own (no schedule, dispatch and completion through the server); one still
+running at the budget stops, records nothing, and runs as a regular activity that heartbeats, on the worker
+processes, so a killed worker's query is retried on another. Rows never enter the history: the activity
+stores them and returns a reference.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.query_defs import FINISH_FAILED, RUN_QUERY
     from dataapi.messages import CallbackInput, FinishInput, QueryInput, QueryOutput
     from dataapi.search_attributes import search_attributes
+    from dataapi.statuses import ExecutionMode, QueryStatus
     from workflows.callback import CallbackWorkflow
 
 _RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5),
                      maximum_attempts=3)
-_FINISH = {"start_to_close_timeout": timedelta(seconds=30),
-           "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)}
+_FINISH_TIMEOUT = timedelta(seconds=30)
+_FINISH_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 _STORE_GRACE = timedelta(seconds=30)  # a local attempt's time to store its result after the query
 
 
@@ -41,13 +43,13 @@ class QueryWorkflow:
             await self._callback(inp)  # a cancelled async job reads as failed: its callback says so too
             raise
         await self._callback(inp)
-        if out.status != "completed":  # the job is recorded; the workflow shows the failure too
+        if out.status != QueryStatus.COMPLETED:  # the job is recorded; the workflow shows the failure too
             raise ApplicationError(out.error or "Query execution failed", type=out.error_type, non_retryable=True)
         return out
 
     async def _callback(self, inp: QueryInput) -> None:
         """Starts the delivery of the job's result as an abandoned child: the job never waits on its callback."""
-        if inp.mode != "async" or not inp.callback_url:
+        if inp.mode != ExecutionMode.ASYNC or not inp.callback_url:
             return
         delivery_id = "msg_" + workflow.uuid4().hex
         await workflow.start_child_workflow(
@@ -60,7 +62,7 @@ class QueryWorkflow:
     async def _query(self, inp: QueryInput) -> QueryOutput:
         timeout = timedelta(seconds=inp.timeout_seconds)
         try:
-            if inp.mode == "sync":
+            if inp.mode == ExecutionMode.SYNC:
                 # The activity interrupts the query at the sync deadline; this bound (all attempts
                 # together) is only a backstop.
                 backstop = timeout + timedelta(seconds=2)
@@ -70,7 +72,7 @@ class QueryWorkflow:
             # No workflow.patched needed: inputs from before this field read 0 and replay the regular activity.
             if inp.local_budget_seconds > 0:
                 out = await _local_attempt(inp)
-                if out.status != "unfinished":
+                if out.status != QueryStatus.UNFINISHED:
                     return out
             return await workflow.execute_activity(
                 RUN_QUERY, inp, result_type=QueryOutput, start_to_close_timeout=timeout,
@@ -87,7 +89,7 @@ class QueryWorkflow:
             timed_out = isinstance(cause, ActivityTimeout)
             error = "Execution timed out" if timed_out else "Internal error during query execution"
             await _record_failure(inp, error)
-            return QueryOutput(status="failed", error=error,
+            return QueryOutput(status=QueryStatus.FAILED, error=error,
                                error_type="ExecutionTimeout" if timed_out else "InternalError")
 
 
@@ -104,7 +106,7 @@ async def _local_attempt(inp: QueryInput) -> QueryOutput:
             raise
         workflow.logger.info("local attempt of job %s failed, the regular activity runs it: %s", inp.job_id,
                              _cause(e))
-        return QueryOutput(status="unfinished")
+        return QueryOutput(status=QueryStatus.UNFINISHED)
 
 
 def _cause(e: FailureError) -> BaseException | None:
@@ -115,4 +117,5 @@ def _cause(e: FailureError) -> BaseException | None:
 
 async def _record_failure(inp: QueryInput, error: str) -> None:
     """Records the job as failed when the query activity could not (cancelled, retries exhausted)."""
-    await workflow.execute_local_activity(FINISH_FAILED, FinishInput(inp, error), **_FINISH)
+    await workflow.execute_local_activity(FINISH_FAILED, FinishInput(inp, error),
+                                         start_to_close_timeout=_FINISH_TIMEOUT, retry_policy=_FINISH_RETRY)

@@ -7,7 +7,7 @@ from api.schemas.common import BEARER, OBJECT, OBJECTS, json_body, operation, pa
 PREFIX = "/api/v1/admin"
 
 
-def _op(summary: str, ok: dict, *errors: int, body: bool = False, status: int = 200, params=(),
+def _op(summary: str, ok: dict, *errors: int, body: bool = False, status: int = 200, params: tuple[str, ...] = (),
         may_create: bool = False) -> dict:
     answers = responses(ok, *errors, ok_status=status)
     if status == 204:

@@ -7,8 +7,8 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 JOBS_ERROR = {"$ref": "#/components/schemas/JobsError"}
 OBJECT = {"type": "object"}
 OBJECTS = {"type": "array", "items": OBJECT}
-BEARER = [{"bearer": []}]
-API_KEY = [{"apiKey": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+API_KEY: list[dict[str, list[str]]] = [{"apiKey": []}]
 
 COMPONENTS = {
     "securitySchemes": {
@@ -54,7 +54,7 @@ def path_params(*names: str) -> list[dict]:
 
 
 def operation(summary: str, tag: str, answers: dict, *, security: list | None = None,
-              parameters: list | None = None, body: dict | None = None, **extra) -> dict:
+              parameters: list | None = None, body: dict | None = None, **extra: object) -> dict:
     """An operation object; keys left as None stay out of the document."""
     op: dict = {"summary": summary, "tags": [tag]}
     if security is not None:

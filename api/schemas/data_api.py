@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from api.schemas.common import BEARER, json_body, operation, path_params, responses
+from dataapi.statuses import DeliveryStatus, JobStatus
 
 PREFIX = "/api/v1/data-api"
 
 _COLUMNS = {"type": "array", "items": {"type": "object", "properties": {
     "name": {"type": "string"}, "type": {"type": "string"}}, "required": ["name", "type"]}}
-RESULT = {"type": "object", "required": ["columns", "rows", "row_count", "truncated"], "properties": {
+RESULT: dict[str, Any] = {"type": "object", "required": ["columns", "rows", "row_count", "truncated"], "properties": {
     "columns": _COLUMNS, "rows": {"type": "array", "items": {"type": "object"}},
     "row_count": {"type": "integer"}, "truncated": {"type": "boolean"}}}
 SYNC_RESULT = {**RESULT, "required": [*RESULT["required"], "max_rows", "executed_at"], "properties": {
@@ -16,12 +19,12 @@ SYNC_RESULT = {**RESULT, "required": [*RESULT["required"], "max_rows", "executed
 ACCEPTED = {"type": "object", "required": ["job_id", "status", "polling_url"], "properties": {
     "job_id": {"type": "string"}, "status": {"type": "string"}, "polling_url": {"type": "string"}}}
 CALLBACK_STATE = {"type": "object", "properties": {
-    "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+    "status": {"type": "string", "enum": [*DeliveryStatus]},
     "webhook_id": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
     "last_http_status": {"type": ["integer", "null"]}, "next_attempt_at": {"type": ["string", "null"]}}}
 JOB = {"type": "object", "required": ["job_id", "status", "result", "error", "created_at", "completed_at"],
        "properties": {"job_id": {"type": "string"},
-                      "status": {"type": "string", "enum": ["processing", "completed", "failed"]},
+                      "status": {"type": "string", "enum": [*JobStatus]},
                       "result": {"oneOf": [RESULT, {"type": "null"}]},
                       "error": {"type": ["string", "null"]}, "created_at": {"type": "string"},
                       "completed_at": {"type": ["string", "null"]}, "callback": CALLBACK_STATE}}

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from cryptography.fernet import Fernet
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dataapi.callbacks.webhooks import new_secret
 from dataapi.models import WebhookSecret, as_utc, utcnow
@@ -32,8 +32,8 @@ class SecretBox:
 
 def _newest(session: Session, company_id: int) -> WebhookSecret | None:
     return session.exec(select(WebhookSecret).where(WebhookSecret.company_id == company_id,
-                                                    WebhookSecret.retired_at.is_(None))
-                        .order_by(WebhookSecret.id.desc())).first()
+                                                    col(WebhookSecret.retired_at).is_(None))
+                        .order_by(col(WebhookSecret.id).desc())).first()
 
 
 def current_secret(session: Session, box: SecretBox, company_id: int) -> str:
@@ -54,7 +54,7 @@ def rotate_secret(session: Session, box: SecretBox, company_id: int) -> str:
     """A new signing secret; the previous one keeps signing (a second signature) for the grace period."""
     now = utcnow()
     for row in session.exec(select(WebhookSecret).where(WebhookSecret.company_id == company_id,
-                                                        WebhookSecret.retired_at.is_(None))).all():
+                                                        col(WebhookSecret.retired_at).is_(None))).all():
         row.retired_at = now
         session.add(row)
     session.flush()  # retired before the new one exists: one current secret at any time
@@ -69,9 +69,9 @@ def signing_secrets(session: Session, box: SecretBox, company_id: int, grace_sec
     secrets = [current_secret(session, box, company_id)]
     since = utcnow() - timedelta(seconds=grace_seconds)
     for row in session.exec(select(WebhookSecret).where(WebhookSecret.company_id == company_id,
-                                                        WebhookSecret.retired_at.is_not(None))
-                            .order_by(WebhookSecret.id.desc())).all():
-        if as_utc(row.retired_at) > since:
+                                                        col(WebhookSecret.retired_at).is_not(None))
+                            .order_by(col(WebhookSecret.id).desc())).all():
+        if row.retired_at is not None and as_utc(row.retired_at) > since:
             secrets.append(box.open(row.secret_encrypted))
     return secrets
 

@@ -210,10 +210,10 @@ def _host(raw: str, allow_hosts: frozenset[str] = frozenset()) -> tuple[str, IPA
         raise UnsafeCallbackUrl("host name must not end with a dot")
     labels = host.split(".")
     if _NUMERIC.fullmatch(labels[-1]):
-        ip = _plain_ipv4(host) if raw.isascii() else None  # not one spelt in full-width digits either
-        if ip is None:
+        v4 = _plain_ipv4(host) if raw.isascii() else None  # not one spelt in full-width digits either
+        if v4 is None:
             raise UnsafeCallbackUrl("numeric hosts must be plain dotted-quad IPv4 addresses")
-        return str(ip), ip
+        return str(v4), v4
     if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
         raise UnsafeCallbackUrl("invalid host name")
     return host, None
@@ -242,7 +242,7 @@ def check_url(url: str, *, allow_cidrs: Iterable[str] = (), allow_hosts: Iterabl
         raise UnsafeCallbackUrl("only https:// URLs are allowed")
     if "#" in rest:  # never sent to the receiver, so it can only confuse
         raise UnsafeCallbackUrl("fragments are not allowed")
-    netloc = re.match(r"[^/?]*", rest).group()
+    netloc = re.split(r"[/?]", rest, maxsplit=1)[0]
     path_and_query = rest[len(netloc):]
     if not path_and_query.startswith("/"):
         path_and_query = "/" + path_and_query
@@ -263,7 +263,7 @@ def check_url(url: str, *, allow_cidrs: Iterable[str] = (), allow_hosts: Iterabl
 
 def _getaddrinfo(host: str) -> list[str]:
     infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]  # the host of an IPv4 or IPv6 address: always text
 
 
 def resolve(target: Target, allow_cidrs: Iterable[str], resolver: Resolver | None = None) -> list[str]:

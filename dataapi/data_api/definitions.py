@@ -11,9 +11,10 @@ from dataapi.data_api import sqlguard
 from dataapi.data_api.params import DefinitionError, ParamSpec, validate_definition
 from dataapi.identity.service import valid_slug
 from dataapi.models import Endpoint
+from dataapi.statuses import ExecutionMode
 from dataapi.timestamps import iso
 
-MODES = ("sync", "async")
+MODES = tuple(ExecutionMode)
 _FIELDS = {"namespace", "slug", "description", "sql", "parameters", "execution_mode", "max_rows", "active"}
 
 
@@ -23,7 +24,7 @@ class EndpointDef:
     slug: str
     sql: str
     parameters: tuple[ParamSpec, ...]
-    execution_mode: str
+    execution_mode: ExecutionMode
     max_rows: int
     active: bool
     description: str
@@ -36,18 +37,15 @@ def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int) -> End
     unknown = set(data) - _FIELDS
     if unknown:
         raise DefinitionError(f"unknown field {sorted(unknown)[0]!r}")
-    namespace = data.get("namespace", "default")
-    slug = data.get("slug")
-    for name, value in (("namespace", namespace), ("slug", slug)):
-        if not isinstance(value, str) or not valid_slug(value):
-            raise DefinitionError(f"'{name}' must be kebab-case (lowercase letters, digits and '-')")
+    namespace = _slug(data, "namespace", "default")
+    slug = _slug(data, "slug")
     sql = data.get("sql")
     if not isinstance(sql, str) or not sql.strip():
         raise DefinitionError("'sql' is required")
     if len(sql) > 100_000:
         raise DefinitionError("'sql' is longer than 100000 characters")
     try:
-        sqlguard.check(sql)  # checked again when it runs (activities.duck): stored SQL predates the list
+        sqlguard.check(sql)  # checked again when it runs (activities.duck.shapes): stored SQL predates the list
     except sqlguard.SqlNotAllowed as e:
         raise DefinitionError(f"'sql': {e.message}") from None
     raw_params = data.get("parameters", [])
@@ -55,7 +53,7 @@ def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int) -> End
         raise DefinitionError("'parameters' must be a list")
     specs = tuple(ParamSpec.from_dict(p) for p in raw_params)
     validate_definition(sql, list(specs))
-    mode = data.get("execution_mode", "sync")
+    mode = data.get("execution_mode", ExecutionMode.SYNC)
     if mode not in MODES:
         raise DefinitionError("'execution_mode' must be 'sync' or 'async'")
     max_rows = data.get("max_rows", default_max_rows)
@@ -67,7 +65,14 @@ def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int) -> End
     description = data.get("description", "")
     if not isinstance(description, str) or len(description) > 2000:
         raise DefinitionError("'description' must be a string of at most 2000 characters")
-    return EndpointDef(namespace, slug, sql, specs, mode, max_rows, active, description)
+    return EndpointDef(namespace, slug, sql, specs, ExecutionMode(mode), max_rows, active, description)
+
+
+def _slug(data: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = data.get(name, default)
+    if not isinstance(value, str) or not valid_slug(value):
+        raise DefinitionError(f"'{name}' must be kebab-case (lowercase letters, digits and '-')")
+    return value
 
 
 def specs_of(endpoint: Any) -> list[ParamSpec]:

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from dataapi.data_api import statements
 from dataapi.data_api.definitions import EndpointDef
-from dataapi.models import Company, Endpoint, Job, ShareContextRow, utcnow
+from dataapi.models import Company, Endpoint, Job, ShareContextRow, pk, utcnow
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def upsert_endpoint(session: Session, company: Company, d: EndpointDef) -> tuple
         Endpoint.company_id == company.id, Endpoint.namespace == d.namespace, Endpoint.slug == d.slug)).first()
     created = endpoint is None
     if endpoint is None:
-        endpoint = Endpoint(company_id=company.id, namespace=d.namespace, slug=d.slug, sql=d.sql)
+        endpoint = Endpoint(company_id=pk(company), namespace=d.namespace, slug=d.slug, sql=d.sql)
     endpoint.sql = d.sql
     endpoint.parameters = json.dumps([p.to_dict() for p in d.parameters])
     endpoint.execution_mode, endpoint.max_rows = d.execution_mode, d.max_rows

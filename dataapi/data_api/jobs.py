@@ -12,17 +12,18 @@ from sqlmodel import Session
 
 from dataapi.data_api import statements
 from dataapi.models import Job, utcnow
+from dataapi.statuses import JobStatus
 from dataapi.timestamps import iso
 
 
 def create_job(conn: Connection, **fields: Any) -> None:
     """Inserts a job row (``processing``, created now unless given)."""
-    values = {"status": "processing", "created_at": utcnow(), **fields}
+    values = {"status": JobStatus.PROCESSING, "created_at": utcnow(), **fields}
     _check_columns(values.keys())
     conn.execute(statements.JOB_CREATE, values)
 
 
-def finish_job(conn: Connection, job_id: str, *, status: str, insert: dict | None = None, **fields: Any) -> None:
+def finish_job(conn: Connection, job_id: str, *, status: JobStatus, insert: dict | None = None, **fields: Any) -> None:
     """Records a job's outcome. A job still ``processing`` is updated; one already finished is left alone
     (the first outcome wins). ``insert`` creates the row when it does not exist yet (sync executions): one
     INSERT that does nothing on a conflict, then the guarded UPDATE only if the row was there. (RETURNING says
@@ -49,8 +50,8 @@ def job_body(job: Job, result: bytes | None) -> dict[str, Any]:
     """The seed's job object (GET job, and the body of its callback); ``result`` is the stored JSON document."""
     return {
         "job_id": job.id, "status": job.status,
-        "result": orjson.Fragment(result) if job.status == "completed" and result is not None else None,
-        "error": job.error if job.status == "failed" else None,
+        "result": orjson.Fragment(result) if job.status == JobStatus.COMPLETED and result is not None else None,
+        "error": job.error if job.status == JobStatus.FAILED else None,
         "created_at": iso(job.created_at), "completed_at": iso(job.completed_at),
     }
 

@@ -18,12 +18,13 @@ from dataapi.callbacks.url import UnsafeCallbackUrl, check_url
 from dataapi.data_api import jobs
 from dataapi.data_api.definitions import specs_of
 from dataapi.data_api.endpoints import executable_endpoint, find_endpoint
-from dataapi.data_api.params import ParamError, coerce
+from dataapi.data_api.param_values import ParamError, coerce
 from dataapi.data_api.share_contexts import effective_share_context
 from dataapi.errors import Conflict, DomainError, Invalid, NotFound
 from dataapi.messages import CallbackInput, QueryInput, QueryOutput
-from dataapi.models import Job
+from dataapi.models import Job, pk
 from dataapi.settings import Settings
+from dataapi.statuses import ExecutionMode, JobStatus, QueryStatus
 
 log = logging.getLogger("dataapi.data_api")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{24}\Z")
@@ -95,7 +96,7 @@ def prepare_execution(conn: Connection, settings: Settings, caller: Caller, name
     except ParamError as e:
         raise Invalid(e.message, code="INVALID_PARAMETER") from None
     mode = endpoint.execution_mode
-    sync = mode == "sync"
+    sync = mode == ExecutionMode.SYNC
     callback = body.get("callback_url") if not sync else None
     inp = QueryInput(
         job_id=secrets.token_hex(12), company_id=caller.company_id, company_slug=caller.company_slug,
@@ -122,12 +123,12 @@ def prepare_execution(conn: Connection, settings: Settings, caller: Caller, name
 
 def fail_unstarted(conn: Connection, job_id: str) -> None:
     """The workflow of an async job could not be started: its row must not stay ``processing``."""
-    jobs.finish_job(conn, job_id, status="failed", error="Job could not be started")
+    jobs.finish_job(conn, job_id, status=JobStatus.FAILED, error="Job could not be started")
 
 
 def check_outcome(out: QueryOutput, job_id: str, sync_timeout_seconds: float) -> None:
     """Raises the contract's error for a sync execution's outcome that is not a result."""
-    if out.status == "completed":
+    if out.status == QueryStatus.COMPLETED:
         return
     if out.error_type == "ExecutionTimeout":
         raise ExecutionTimeout(f"Query exceeded the {sync_timeout_seconds:g}s timeout (use async mode)")
@@ -144,7 +145,7 @@ def job_of(session: Session, caller: Caller, namespace: str, slug: str, job_id: 
     endpoint = find_endpoint(session, caller.company_id, namespace, slug)
     if endpoint is None:
         raise EndpointNotFound()
-    job = jobs.find_job(session, caller.company_id, endpoint.id, job_id) if JOB_ID_RE.match(job_id) else None
+    job = jobs.find_job(session, caller.company_id, pk(endpoint), job_id) if JOB_ID_RE.match(job_id) else None
     if job is None:
         raise JobNotFound()
     return job
@@ -154,7 +155,7 @@ def redelivery(job: Job, settings: Settings) -> CallbackInput:
     """A new delivery (a new webhook-id) of a finished job's result to its callback URL."""
     if not job.callback_url:
         raise Conflict("The job was submitted without a callback_url", code="NO_CALLBACK_URL")
-    if job.status == "processing":
+    if job.status == JobStatus.PROCESSING:
         raise Conflict("The job has not finished yet; its callback will follow", code="JOB_NOT_FINISHED")
     return CallbackInput("msg_" + secrets.token_hex(12), job.id, list(settings.callback_schedule_seconds),
                          settings.callback_jitter)

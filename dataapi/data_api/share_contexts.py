@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dataapi.data_api import statements
 from dataapi.data_api.definitions import specs_of
 from dataapi.data_api.params import DefinitionError, ShareContext, validate_share_context
-from dataapi.models import ApiKey, Company, Endpoint, ShareContextRow, User
+from dataapi.models import ApiKey, Company, Endpoint, ShareContextRow, User, pk
 from dataapi.timestamps import iso
 
 
@@ -25,7 +25,7 @@ def create_share_context(session: Session, company: Company, rules: Any, *, user
     share = ShareContext.from_dict(rules)
     if endpoint is not None:
         validate_share_context(share, specs_of(endpoint))
-    row = ShareContextRow(company_id=company.id, endpoint_id=endpoint.id if endpoint else None,
+    row = ShareContextRow(company_id=pk(company), endpoint_id=endpoint.id if endpoint else None,
                           rules=json.dumps(share.to_dict()))
     if user_name is not None:
         user = session.exec(select(User).where(User.company_id == company.id, User.name == user_name)).first()
@@ -55,7 +55,7 @@ def describe_share_context(session: Session, row: ShareContextRow) -> dict[str, 
 
 def list_share_contexts(session: Session, company_id: int) -> list[ShareContextRow]:
     return list(session.exec(select(ShareContextRow).where(ShareContextRow.company_id == company_id)
-                             .order_by(ShareContextRow.id)).all())
+                             .order_by(col(ShareContextRow.id))).all())
 
 
 def effective_share_context(conn: Connection, company_id: int, user_id: int, api_key_id: int | None,

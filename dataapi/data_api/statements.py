@@ -4,17 +4,23 @@ these small reads and writes."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import bindparam, insert, or_, update
+from sqlalchemy import Table, bindparam, insert, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import SQLModel
 
 from dataapi.models import Endpoint, Job, ShareContextRow
+from dataapi.statuses import JobStatus
 
-_ENDPOINTS: Any = Endpoint.__table__
-_SHARES: Any = ShareContextRow.__table__
-_JOBS: Any = Job.__table__
+
+def _table(model: type[SQLModel]) -> Table:
+    """A model's Core table (SQLModel's typing does not declare ``__table__``)."""
+    return model.metadata.tables[str(model.__tablename__)]
+
+
+_ENDPOINTS = _table(Endpoint)
+_SHARES = _table(ShareContextRow)
+_JOBS = _table(Job)
 
 # The active endpoint namespace/slug of a company, as an execution reads it.
 EXECUTABLE_AT = core_select(
@@ -36,5 +42,5 @@ JOB_INSERT_IF_ABSENT = {
     name: dialect.insert(_JOBS).on_conflict_do_nothing(index_elements=["id"]).returning(_JOBS.c.id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 JOB_CREATE = insert(_JOBS)  # values bound at execution: no statement built (and cache-keyed) per job
-JOB_FINISH = update(_JOBS).where(_JOBS.c.id == bindparam("finished_id"), _JOBS.c.status == "processing")
+JOB_FINISH = update(_JOBS).where(_JOBS.c.id == bindparam("finished_id"), _JOBS.c.status == JobStatus.PROCESSING)
 JOB_COLUMNS = frozenset(_JOBS.c.keys())  # bound values name no column by themselves: a typo would be dropped

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from threading import Lock
 
 ADDRESS_FACTOR = 10  # an address may fail this many times the per-pair budget, across key ids
@@ -34,7 +35,7 @@ def refresh_key(address: str) -> str:
 
 
 class FailureLimiter:
-    def __init__(self, max_failures: int, window_seconds: float, clock=time.monotonic):
+    def __init__(self, max_failures: int, window_seconds: float, clock: Callable[[], float] = time.monotonic):
         self.max_failures, self.window = max_failures, window_seconds
         self.max_per_address = max_failures * ADDRESS_FACTOR
         self._clock = clock
@@ -82,7 +83,7 @@ class FailureLimiter:
                 self._record(keys, now)
             return wait
 
-    def _wait(self, keys, now: float) -> int | None:
+    def _wait(self, keys: Iterable[str], now: float) -> int | None:
         worst = 0.0
         for key in keys:
             q = self._prune(key, now)
@@ -92,7 +93,7 @@ class FailureLimiter:
                 worst = max(worst, q[len(q) - max(budget, 1)] + self.window - now)
         return max(1, math.ceil(worst)) if worst > 0 else None
 
-    def _record(self, keys, now: float) -> None:
+    def _record(self, keys: Iterable[str], now: float) -> None:
         for key in keys:
             self._failures.setdefault(key, deque()).append(now)
         if len(self._failures) > 100_000:  # bound memory under a spray of distinct keys

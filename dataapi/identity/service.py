@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from dataapi.db import rowcount
 from dataapi.errors import DomainError, InvalidDefinition, NotFound, RateLimited, Unauthorized
 from dataapi.identity.policies import actions_for, check_policies
 from dataapi.identity.ratelimit import FailureLimiter
 from dataapi.identity.tokens import Claims, TokenService
-from dataapi.models import ApiKey, Company, RefreshToken, User, UserPolicy, utcnow
+from dataapi.models import ApiKey, Company, RefreshToken, User, UserPolicy, pk, utcnow
+from dataapi.statuses import UserKind
 
 # \Z, not $: "$" also matches before a trailing newline, which would let "acme\n" through
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")
@@ -98,19 +100,20 @@ def require_company(session: Session, slug: str) -> Company:
     return company
 
 
-def create_user(session: Session, company: Company, name: str, policies: list[str], kind: str = "integration") -> User:
+def create_user(session: Session, company: Company, name: str, policies: list[str],
+                kind: str = UserKind.INTEGRATION) -> User:
     check_policies(policies)
-    if kind not in ("integration", "human"):
+    if kind not in tuple(UserKind):
         raise IdentityError("user kind must be 'integration' or 'human'")
     if not name.strip() or len(name) > 200:
         raise IdentityError("user name must be 1 to 200 characters")
     if session.exec(select(User).where(User.company_id == company.id, User.name == name)).first():
         raise IdentityError(f"user {name!r} already exists in {company.slug!r}")
-    user = User(company_id=company.id, name=name, kind=kind)
+    user = User(company_id=pk(company), name=name, kind=kind)
     session.add(user)
     session.flush()
     for p in dict.fromkeys(policies):
-        session.add(UserPolicy(user_id=user.id, policy=p))
+        session.add(UserPolicy(user_id=pk(user), policy=p))
     session.flush()
     return user
 
@@ -127,12 +130,12 @@ def require_user(session: Session, company: Company, name: str) -> User:
 
 
 def list_users(session: Session, company: Company) -> list[User]:
-    return list(session.exec(select(User).where(User.company_id == company.id).order_by(User.id)).all())
+    return list(session.exec(select(User).where(User.company_id == company.id).order_by(col(User.id))).all())
 
 
 def describe_user(session: Session, user: User) -> dict:
     return {"id": user.id, "name": user.name, "kind": user.kind, "disabled": user.disabled,
-            "policies": user_policies(session, user.id)}
+            "policies": user_policies(session, pk(user))}
 
 
 def user_policies(session: Session, user_id: int) -> list[str]:
@@ -142,8 +145,8 @@ def user_policies(session: Session, user_id: int) -> list[str]:
 def grant_policies(session: Session, user: User, policies: list[str]) -> None:
     """Adds the policies the user does not hold yet."""
     check_policies(policies)
-    for p in set(policies) - set(user_policies(session, user.id)):
-        session.add(UserPolicy(user_id=user.id, policy=p))
+    for p in set(policies) - set(user_policies(session, pk(user))):
+        session.add(UserPolicy(user_id=pk(user), policy=p))
     session.flush()
 
 
@@ -157,11 +160,11 @@ def set_user_disabled(session: Session, user: User, disabled: bool) -> None:
 
 def create_api_key(session: Session, hasher: SecretHasher, company: Company, user: User) -> tuple[ApiKey, str]:
     """A new key for an integration user. The secret is returned once and only its keyed hash is kept."""
-    if user.kind != "integration":
+    if user.kind != UserKind.INTEGRATION:
         raise IdentityError("API keys are for integration users")
     key_id = KEY_PREFIX + "".join(secrets.choice(_ALNUM) for _ in range(20))
     secret = secrets.token_urlsafe(32)
-    key = ApiKey(key_id=key_id, user_id=user.id, company_id=company.id, secret_hash=hasher.hash(key_id, secret))
+    key = ApiKey(key_id=key_id, user_id=pk(user), company_id=pk(company), secret_hash=hasher.hash(key_id, secret))
     session.add(key)
     session.flush()
     return key, secret
@@ -197,7 +200,7 @@ def authenticate_api_key(session: Session, hasher: SecretHasher, company_slug: s
     key = None
     if valid_slug(company_slug) and KEY_ID_RE.match(key_id):
         key = session.exec(
-            select(ApiKey).join(Company, Company.id == ApiKey.company_id)
+            select(ApiKey).join(Company, col(Company.id) == ApiKey.company_id)
             .where(ApiKey.key_id == key_id, Company.slug == company_slug)
         ).first()
     ok = hasher.matches(key_id, secret, key.secret_hash if key else _DUMMY_HASH)
@@ -223,7 +226,9 @@ def _principal(session: Session, user_id: int, key: ApiKey | None) -> Principal:
     if user is None or user.disabled:
         raise AuthFailed()
     company = session.get(Company, user.company_id)
-    return Principal(user=user, company=company, api_key=key, policies=user_policies(session, user.id))
+    if company is None:  # a foreign key: only a store edited by hand gets here
+        raise AuthFailed()
+    return Principal(user=user, company=company, api_key=key, policies=user_policies(session, pk(user)))
 
 
 def login(session: Session, hasher: SecretHasher, tokens: TokenService, company_slug: str, key_id: str,
@@ -236,12 +241,15 @@ def login(session: Session, hasher: SecretHasher, tokens: TokenService, company_
 
 def issue_pair(session: Session, tokens: TokenService, principal: Principal, family: str | None = None) -> dict:
     family = family or uuid.uuid4().hex
-    ids = {"user_id": principal.user.id, "company_id": principal.company.id,
-           "company_slug": principal.company.slug, "api_key_id": principal.api_key.id if principal.api_key else None}
-    access, _ = tokens.issue("access", actions=principal.actions, **ids)
-    refresh, rc = tokens.issue("refresh", family=family, **ids)
-    session.add(RefreshToken(jti=rc.jti, family_id=family, user_id=principal.user.id,
-                             api_key_id=ids["api_key_id"], expires_at=datetime.fromtimestamp(rc.expires_at, UTC)))
+    user_id, company_id = pk(principal.user), pk(principal.company)
+    api_key_id = pk(principal.api_key) if principal.api_key else None
+    slug = principal.company.slug
+    access, _ = tokens.issue("access", user_id=user_id, company_id=company_id, company_slug=slug,
+                             api_key_id=api_key_id, actions=principal.actions)
+    refresh, rc = tokens.issue("refresh", user_id=user_id, company_id=company_id, company_slug=slug,
+                               api_key_id=api_key_id, family=family)
+    session.add(RefreshToken(jti=rc.jti, family_id=family, user_id=user_id,
+                             api_key_id=api_key_id, expires_at=datetime.fromtimestamp(rc.expires_at, UTC)))
     session.flush()
     return {
         "access_token": access, "refresh_token": refresh,
@@ -258,12 +266,12 @@ def rotate_refresh(session: Session, tokens: TokenService, claims: Claims) -> di
     """Exchanges a refresh token for a new pair. The conditional update makes rotation atomic: of two
     concurrent refreshes of one token, exactly one marks it used; the other is treated as reuse."""
     now = utcnow()
-    marked = session.execute(
+    marked = rowcount(session.execute(
         update(RefreshToken)
-        .where(RefreshToken.jti == claims.jti, RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None),
-               RefreshToken.expires_at > now)
+        .where(col(RefreshToken.jti) == claims.jti, col(RefreshToken.used_at).is_(None),
+               col(RefreshToken.revoked_at).is_(None), col(RefreshToken.expires_at) > now)
         .values(used_at=now)
-    ).rowcount
+    ))
     row = session.get(RefreshToken, claims.jti)
     if marked != 1:
         if row is not None and row.used_at is not None:
@@ -281,10 +289,10 @@ def rotate_refresh(session: Session, tokens: TokenService, claims: Claims) -> di
 
 def revoke_family(session: Session, family_id: str) -> None:
     session.execute(
-        update(RefreshToken).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        update(RefreshToken).where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=utcnow())
     )
 
 
 def purge_expired_refresh_tokens(session: Session, older_than: timedelta = timedelta(days=1)) -> int:
-    return session.execute(delete(RefreshToken).where(RefreshToken.expires_at < utcnow() - older_than)).rowcount
+    return rowcount(session.execute(delete(RefreshToken).where(col(RefreshToken.expires_at) < utcnow() - older_than)))

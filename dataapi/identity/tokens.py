@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey, Ed448PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
 ALGORITHM = "EdDSA"
@@ -34,11 +36,25 @@ class Claims:
     actions: tuple[str, ...] = ()
 
 
+def _private_key(pem: str) -> Ed25519PrivateKey | Ed448PrivateKey:
+    key = load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey | Ed448PrivateKey):
+        raise ValueError(f"{ALGORITHM} signs with an Ed25519 or Ed448 key, not {type(key).__name__}")
+    return key
+
+
+def _public_key(pem: str) -> Ed25519PublicKey | Ed448PublicKey:
+    key = load_pem_public_key(pem.encode())
+    if not isinstance(key, Ed25519PublicKey | Ed448PublicKey):
+        raise ValueError(f"{ALGORITHM} verifies with an Ed25519 or Ed448 key, not {type(key).__name__}")
+    return key
+
+
 class TokenService:
     def __init__(self, keyset: dict, issuer: str, audience: str, leeway: int, access_ttl: int, refresh_ttl: int):
         self._signing_kid = keyset["signing_kid"]
-        self._private = load_pem_private_key(keyset["keys"][self._signing_kid]["private"].encode(), password=None)
-        self._public = {kid: load_pem_public_key(k["public"].encode()) for kid, k in keyset["keys"].items()}
+        self._private = _private_key(keyset["keys"][self._signing_kid]["private"])
+        self._public = {kid: _public_key(k["public"]) for kid, k in keyset["keys"].items()}
         self.issuer, self.audience, self.leeway = issuer, audience, leeway
         self.access_ttl, self.refresh_ttl = access_ttl, refresh_ttl
 

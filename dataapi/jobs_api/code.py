@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
+from typing import Any
+
+from dataapi.statuses import Runner
 
 CODE_MAX_BYTES = 5 << 20
 CODE_MAX_FILES = 1000
@@ -16,15 +19,15 @@ class RepositoryCodeError(ValueError):
     """A repository's code definition is invalid; the message says what to fix."""
 
 
-def validate_code(runner: str, code: dict) -> dict:
+def validate_code(runner: str, code: Any) -> dict:
     """The code checked and normalised: defaults filled in, nothing else kept.
 
     python: ``{"files": {relative_path: text}, "entry_point": "main.py"}``
     sql: ``{"script": "<statements>", "outputs": [table, ...], "result": "<one SELECT>"}``
     """
-    if runner == "python":
+    if runner == Runner.PYTHON:
         return _python_code(code)
-    if runner == "sql":
+    if runner == Runner.SQL:
         return _sql_code(code)
     raise RepositoryCodeError(f"unknown runner {runner!r}: use python or sql")
 
@@ -53,7 +56,7 @@ def _python_code(code: dict) -> dict:
     return {"files": dict(files), "entry_point": entry_point}
 
 
-def _check_path(path) -> None:
+def _check_path(path: object) -> None:
     if not isinstance(path, str) or not path:
         raise RepositoryCodeError("file paths must be non-empty strings")
     problem = (
@@ -110,7 +113,7 @@ def _utf8_size(text: str, what: str) -> int:
         raise RepositoryCodeError(f"{what} is not valid Unicode text") from None
 
 
-def _only_keys(code, allowed: set[str]) -> None:
+def _only_keys(code: object, allowed: set[str]) -> None:
     if not isinstance(code, dict):
         raise RepositoryCodeError("code must be a JSON object")
     if unknown := sorted(set(code) - allowed):

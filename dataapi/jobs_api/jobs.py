@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dataapi.errors import DomainError
 from dataapi.models import RepoJob, Repository, as_utc, utcnow
+from dataapi.statuses import RepoJobStatus
 
 STAMP = "%Y%m%d%H%M"  # from_date / to_date of the list route
 
@@ -32,7 +33,7 @@ class JobScope:
     all_users: bool = False
 
     def allows(self, job: RepoJob) -> bool:
-        return (job.status != "deleted" and job.company_id == self.company_id
+        return (job.status != RepoJobStatus.DELETED and job.company_id == self.company_id
                 and job.application_id == self.application_id and job.client_id == self.client_id
                 and (self.all_users or job.user_id == self.user_id))
 
@@ -47,14 +48,15 @@ def list_jobs(session: Session, scope: JobScope, repository_id: int,
               since: datetime | None, until: datetime | None) -> list[str]:
     query = select(RepoJob.id).where(
         RepoJob.company_id == scope.company_id, RepoJob.application_id == scope.application_id,
-        RepoJob.client_id == scope.client_id, RepoJob.repository_id == repository_id, RepoJob.status != "deleted")
+        RepoJob.client_id == scope.client_id, RepoJob.repository_id == repository_id,
+        RepoJob.status != RepoJobStatus.DELETED)
     if not scope.all_users:
         query = query.where(RepoJob.user_id == scope.user_id)
     if since is not None:
         query = query.where(RepoJob.created_at >= since)
     if until is not None:
         query = query.where(RepoJob.created_at <= until)
-    return list(session.exec(query.order_by(RepoJob.created_at, RepoJob.id)).all())
+    return list(session.exec(query.order_by(col(RepoJob.created_at), col(RepoJob.id))).all())
 
 
 def parse_stamp(value: str | None, name: str) -> datetime | None:
@@ -78,10 +80,10 @@ def describe_job(job: RepoJob, repo: Repository) -> dict:
     }
 
 
-def finish_job(session: Session, job_id: str, status: str, error: str | None = None) -> None:
+def finish_job(session: Session, job_id: str, status: RepoJobStatus, error: str | None = None) -> None:
     """First outcome wins: a job already finished or deleted is left as it is."""
     job = session.get(RepoJob, job_id)
-    if job is None or job.status != "processing":
+    if job is None or job.status != RepoJobStatus.PROCESSING:
         return
     job.status, job.error, job.completed_at = status, error, utcnow()
     session.add(job)

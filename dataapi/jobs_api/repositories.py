@@ -7,14 +7,15 @@ import re
 import secrets
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dataapi.errors import Conflict, InvalidDefinition, NotFound
 from dataapi.jobs_api.code import RepositoryCodeError, validate_code
 from dataapi.models import Repository, utcnow
+from dataapi.statuses import Runner
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
-RUNNERS = ("python", "sql")
+RUNNERS = tuple(Runner)
 
 
 class RepositoryError(InvalidDefinition):
@@ -56,7 +57,7 @@ def upsert_repository(session: Session, company_id: int, data: Any) -> tuple[Rep
         raise RepositoryError(f"'code': {e}") from None
     repo = find_repository(session, company_id, repo_id)
     created = repo is None
-    if created:
+    if repo is None:
         repo = Repository(company_id=company_id, repo_id=repo_id, name=name, runner=runner, code="{}")
     repo.name, repo.runner, repo.code = name, runner, json.dumps(code)
     repo.default_params = json.dumps(_json_object(data.get("default_params"), "default_params"))
@@ -82,7 +83,7 @@ def describe_repository(repo: Repository, with_code: bool = False) -> dict:
 
 def list_repositories(session: Session, company_id: int) -> list[Repository]:
     return list(session.exec(select(Repository).where(Repository.company_id == company_id)
-                             .order_by(Repository.repo_id)).all())
+                             .order_by(col(Repository.repo_id))).all())
 
 
 # --- what the Admin API and the CLI call ---------------------------------------------------------------

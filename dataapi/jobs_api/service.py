@@ -24,8 +24,9 @@ from dataapi.jobs_api import jobs
 from dataapi.jobs_api.repositories import find_repository
 from dataapi.jobs_api.uploads import UploadError, UploadLimits, accept_upload
 from dataapi.messages import JobInput
-from dataapi.models import RepoJob, Repository
+from dataapi.models import RepoJob, Repository, pk
 from dataapi.settings import Settings
+from dataapi.statuses import RepoJobStatus
 from dataapi.storage.base import ArtifactStore
 
 log = logging.getLogger("dataapi.jobs_api")
@@ -69,13 +70,13 @@ def authenticate(session: Session, hasher: SecretHasher, who: Identity, action: 
         raise Forbidden("Forbidden")
     repo = None
     if who.repository_id is not None:
-        repo = find_repository(session, principal.company.id, who.repository_id)
+        repo = find_repository(session, pk(principal.company), who.repository_id)
         if repo is None:
             raise NotFound("Invalid repository_id")
-    scope = jobs.JobScope(principal.company.id, who.application_id, who.client_id, principal.user.id,
+    scope = jobs.JobScope(pk(principal.company), who.application_id, who.client_id, pk(principal.user),
                           all_users="jobs:all_clients" in principal.actions)
     assert principal.api_key is not None
-    return Caller(principal.company.slug, principal.user.name, principal.api_key.id, scope, repo)
+    return Caller(principal.company.slug, principal.user.name, pk(principal.api_key), scope, repo)
 
 
 # --- reading -------------------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ def list_jobs(session: Session, caller: Caller, from_date: str | None, to_date: 
     if until is not None:
         until = until + timedelta(seconds=59.999999)  # to_date names a whole minute
     assert caller.repository is not None
-    return jobs.list_jobs(session, caller.scope, caller.repository.id, since, until)
+    return jobs.list_jobs(session, caller.scope, pk(caller.repository), since, until)
 
 
 def get_job(session: Session, caller: Caller, job_id: str) -> tuple[RepoJob, Repository]:
@@ -101,7 +102,7 @@ def get_job(session: Session, caller: Caller, job_id: str) -> tuple[RepoJob, Rep
 
 def fail_lost(session: Session, job_id: str, reason: str) -> None:
     """A job whose workflow closed without an outcome, or never existed (see api/reconcile.py)."""
-    jobs.finish_job(session, job_id, "failed", reason)
+    jobs.finish_job(session, job_id, RepoJobStatus.FAILED, reason)
 
 
 # --- creating ------------------------------------------------------------------------------------------
@@ -135,7 +136,7 @@ def record_job(session: Session, artifacts: ArtifactStore, settings: Settings, c
     merged = {**json.loads(repo.default_params), **(params or {})}
     artifacts.put_bytes(f"{prefix}/params.json", orjson.dumps(merged))
     artifacts.put_bytes(f"{prefix}/repo.json", orjson.dumps({"runner": repo.runner, "code": json.loads(repo.code)}))
-    session.add(RepoJob(id=job_id, company_id=caller.company_id, repository_id=repo.id,
+    session.add(RepoJob(id=job_id, company_id=caller.company_id, repository_id=pk(repo),
                         application_id=caller.scope.application_id, client_id=caller.scope.client_id,
                         created_by=caller.username, user_id=caller.scope.user_id,
                         api_key_id=caller.api_key_id, inputs=json.dumps(inputs),
@@ -147,7 +148,7 @@ def record_job(session: Session, artifacts: ArtifactStore, settings: Settings, c
 
 def fail_unstarted(session: Session, job_id: str) -> None:
     """The workflow could not be started: the caller gets an error, so no row may stay ``processing``."""
-    jobs.finish_job(session, job_id, "failed", "Job could not be started")
+    jobs.finish_job(session, job_id, RepoJobStatus.FAILED, "Job could not be started")
 
 
 # --- deleting ------------------------------------------------------------------------------------------
@@ -156,8 +157,8 @@ def delete_job(session: Session, caller: Caller, job_id: str) -> bool:
     """Marks the job deleted (it disappears from every read); True when it was still running, so that the caller
     cancels its workflow (the worker then kills the process and removes its folder)."""
     job, _ = get_job(session, caller, job_id)
-    running = job.status == "processing"
-    job.status = "deleted"
+    running = job.status == RepoJobStatus.PROCESSING
+    job.status = RepoJobStatus.DELETED
     session.add(job)
     return running
 

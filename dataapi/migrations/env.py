@@ -13,6 +13,8 @@ target_metadata = SQLModel.metadata
 
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no sqlalchemy.url: run migrations through dataapi.db.upgrade")
     engine = make_engine(url, poolclass=pool.NullPool)  # one-off connection
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from dataapi.settings import Settings
 from dataapi.storage.base import ArtifactStore
 from dataapi.storage.local import LocalArtifactStore
 
@@ -28,7 +29,7 @@ def make_store(url_or_path: str | Path) -> ArtifactStore:
     return LocalArtifactStore(Path(url_or_path))
 
 
-def store_from_settings(settings) -> ArtifactStore:
+def store_from_settings(settings: Settings) -> ArtifactStore:
     """``DATAAPI_ARTIFACT_STORE`` (s3://bucket/prefix?endpoint=... or a path), else the local artifact dir."""
     if not settings.artifact_store:
         return LocalArtifactStore(settings.resolved_artifact_dir)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from dataapi.storage.base import ArtifactNotFound, check_key
 
@@ -19,7 +20,7 @@ class LocalArtifactStore:
     def path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _write(self, key: str, fill) -> None:
+    def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
         """Writes through a temporary file renamed into place, so readers never see half an artifact."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,7 @@ class LocalArtifactStore:
     def put_file(self, key: str, source: Path) -> None:
         """Streams a file in (never whole in memory)."""
 
-        def copy(f):
+        def copy(f: BinaryIO) -> None:
             with open(source, "rb") as src:
                 shutil.copyfileobj(src, f, 1 << 20)
 

@@ -14,6 +14,7 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
 
 from dataapi.storage.base import ArtifactNotFound, check_key
 
@@ -72,7 +73,7 @@ class S3ArtifactStore:
         """Streams a file in, in parts above PART_BYTES; the object appears only when the upload completes."""
         self.client.upload_file(str(source), self.bucket, self._key(key), Config=TRANSFER)
 
-    def _body(self, key: str):
+    def _body(self, key: str) -> StreamingBody:
         """The object's streaming body; a missing key raises ArtifactNotFound."""
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]

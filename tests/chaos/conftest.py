@@ -23,16 +23,16 @@ from standardwebhooks import Webhook
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from cli.dev import wait_for_temporal
 from dataapi import temporal
 from dataapi.data_api.definitions import parse_definition
 from dataapi.data_api.endpoints import upsert_endpoint
 from dataapi.db import make_engine, session_scope
-from dataapi.dev import wait_for_temporal
 from dataapi.identity.service import get_company
 from dataapi.models import Job, RepoJob
 from dataapi.settings import Settings
-from tests.processes import CSV, DATAAPI, HEAVY, Proc, Tenant, Topology, api_ready, bearer, create_tenant, until
-from tests.receiver import Receiver
+from tests.support.processes import CSV, DATAAPI, HEAVY, Proc, Tenant, Topology, api_ready, bearer, create_tenant, until
+from tests.support.receiver import Receiver
 
 # A sync endpoint whose query takes seconds: a call can be caught in flight.
 HEAVY_SYNC = {**HEAVY, "slug": "pesado-sync", "execution_mode": "sync"}

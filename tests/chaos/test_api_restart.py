@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.chaos.conftest import FIGURES, Clock, status_of, timed
-from tests.processes import api_ready, bearer, until
+from tests.support.processes import api_ready, bearer, until
 
 pytestmark = pytest.mark.chaos
 

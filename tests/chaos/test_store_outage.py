@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from tests.chaos.conftest import FIGURES, Clock, gather, status_of
-from tests.processes import api_ready, bearer, postgresql_stopped, until
-from tests.receiver import Reply
+from tests.support.processes import api_ready, bearer, postgresql_stopped, until
+from tests.support.receiver import Reply
 
 pytestmark = pytest.mark.chaos
 

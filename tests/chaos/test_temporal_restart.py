@@ -11,8 +11,8 @@ import asyncio
 import pytest
 
 from tests.chaos.conftest import FIGURES, Clock, gather, status_of
-from tests.processes import api_ready, bearer, until
-from tests.receiver import Reply
+from tests.support.processes import api_ready, bearer, until
+from tests.support.receiver import Reply
 
 pytestmark = pytest.mark.chaos
 

@@ -1,0 +1,210 @@
+"""``CompanyDatabases``: the worker's read side of the company databases (``versions`` is the write side).
+
+One DuckDB connection per company, hardened once and cached; every query runs on its own cursor (its own
+transaction and interrupt) and is reopened on the new file when a load switches CURRENT.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from activities.duck import versions
+from activities.duck.errors import QueryFailed, QueryInterrupted, ResultTooLarge
+from activities.duck.serialise import DEFAULT_MAX_RESULT_BYTES, QueryResult, serialise_json_rows, serialise_rows
+from activities.duck.shapes import SMALL_RESULT_ROWS, Shape, shape_of
+from dataapi.identity.service import valid_slug
+
+# DuckDB keeps one instance per database file per process and hands it to every connect() of that file, so
+# opening and hardening must not interleave (the second opener finds the configuration already locked).
+_OPEN_LOCK = threading.Lock()
+_SHAPES_PER_DATABASE = 1024  # endpoint SQL is a finite set; the oldest shape goes beyond this
+
+
+@dataclass
+class _Open:
+    stamp: tuple | None  # identity of the CURRENT file it was opened from (None: no database yet)
+    con: duckdb.DuckDBPyConnection
+    shapes: dict[tuple, Shape] = field(default_factory=dict)
+
+
+class CompanyDatabases:
+    def __init__(self, data_dir: Path, memory_limit: str = "1GB", threads: int = 2,
+                 max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES):
+        self.data_dir = Path(data_dir).resolve()
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self.max_result_bytes = max_result_bytes
+        self._lock = threading.Lock()
+        self._open: dict[str, _Open] = {}
+
+    def company_dir(self, slug: str) -> Path:
+        return versions.company_dir(self.data_dir, slug)
+
+    def files_dir(self, slug: str) -> Path:
+        return versions.files_dir(self.data_dir, slug)
+
+    def run(self, slug: str, sql: str, params: dict, max_rows: int,
+            on_start: Callable[[Callable[[], None]], None] | None = None) -> QueryResult:
+        """Runs one SELECT with ``$name`` parameters bound; at most ``max_rows`` rows come back."""
+        cursor, shapes = self._cursor(slug)
+        stop = _Interrupt(cursor)
+        refused = False
+        try:
+            if on_start is not None:
+                on_start(stop)
+            key = (sql, *sorted((name, type(value)) for name, value in params.items()))
+            shape = shapes.get(key)
+            if shape is None:
+                shape = shapes[key] = shape_of(cursor, sql, params)
+                if len(shapes) > _SHAPES_PER_DATABASE:
+                    shapes.pop(next(iter(shapes)))
+            # DuckDB refuses values for parameters the statement does not use.
+            bind = {name: params[name] for name in shape.parameters if name in params}
+            if stop.requested:  # DuckDB clears an interrupt when a query starts: an early one would be lost
+                raise QueryInterrupted()
+            json_rows = None if shape.small else shape.json_rows
+            cursor.execute(json_rows if json_rows is not None else shape.python_rows, bind)
+            serialise = serialise_json_rows if json_rows is not None else serialise_rows
+            result = serialise(cursor, shape.names, shape.duck_types, max_rows, self.max_result_bytes)
+            shape.small = result.row_count <= SMALL_RESULT_ROWS
+        except ResultTooLarge:
+            refused = True
+            raise
+        except duckdb.Error as e:
+            if stop.requested or isinstance(e, duckdb.InterruptException):
+                raise QueryInterrupted() from None
+            raise QueryFailed(self._scrub(str(e))) from None
+        finally:
+            stop.close()
+            if refused:
+                _release_freed_memory()
+        if stop.requested:  # DuckDB may finish before noticing; the caller asked for nothing
+            raise QueryInterrupted()
+        return result
+
+    def tables(self, slug: str) -> list[str]:
+        cursor, _ = self._cursor(slug)
+        try:
+            return [name for (name,) in cursor.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "ORDER BY table_name").fetchall()]
+        finally:
+            cursor.close()
+
+    def _scrub(self, message: str) -> str:
+        # DuckDB echoes file paths; the caller must not learn where the data lives on our disk.
+        return message.replace(str(self.data_dir), "<data>")
+
+    def _cursor(self, slug: str) -> tuple[duckdb.DuckDBPyConnection, dict[tuple, Shape]]:
+        """A fresh cursor (its own DuckDB connection: own transaction, own interrupt) on the company's
+        cached database, reopened when CURRENT changed, and the shapes of the queries run on that version.
+        Cursors share the instance's locked configuration."""
+        stamp = versions.stamp(self.data_dir / slug / "CURRENT") if valid_slug(slug) else None
+        with self._lock:
+            entry = self._open.get(slug)
+            if entry is not None and entry.stamp == stamp:
+                return entry.con.cursor(), entry.shapes
+        con = self._connect(slug)
+        with self._lock:
+            # The previous connection is dropped, not closed: closing would kill the cursors of queries
+            # still running on it. DuckDB closes the file when the last of them is gone.
+            entry = self._open[slug] = _Open(stamp, con)
+            return con.cursor(), entry.shapes
+
+    def _connect(self, slug: str) -> duckdb.DuckDBPyConnection:
+        cdir, files = self.company_dir(slug), self.files_dir(slug)
+        for _ in range(3):  # a load may switch versions and delete the one CURRENT named a moment ago
+            name = versions.read_current(cdir)
+            try:
+                with _OPEN_LOCK:
+                    if name is None:  # no data loaded yet: queries can still read files
+                        con = duckdb.connect(":memory:")
+                    else:
+                        con = duckdb.connect(str(cdir / name), read_only=True)
+                    self._harden(con, cdir, files)
+                return con
+            except duckdb.IOException:
+                if name is None or (cdir / name).exists():
+                    raise
+        raise QueryFailed("the company database changed repeatedly while opening it; try again")
+
+    def _harden(self, con: duckdb.DuckDBPyConnection, cdir: Path, files: Path) -> None:
+        (locked,) = versions.one_row(con.execute("SELECT current_setting('lock_configuration')"))
+        if locked:  # the instance this process already opened (and hardened) for this file
+            (external, allowed) = versions.one_row(con.execute(
+                "SELECT current_setting('enable_external_access'), current_setting('allowed_directories')"))
+            if external or f"{files}/" not in allowed:
+                raise RuntimeError(f"{cdir.name}: database opened elsewhere in this process without hardening")
+            return
+        # GLOBAL: a plain SET of a setting that has a session scope binds only this connection, not the
+        # cursors each query runs on.
+        for statement in (
+            f"SET GLOBAL temp_directory = {_literal(str(cdir / 'tmp'))}",
+            f"SET GLOBAL allowed_directories = [{_literal(f'{files}/')}]",  # the trailing / keeps files-x/ out
+            # After allowed_directories: DuckDB refuses to change that list once external access is off.
+            "SET GLOBAL enable_external_access = false",
+            "SET GLOBAL autoinstall_known_extensions = false",
+            "SET GLOBAL autoload_known_extensions = false",
+            "SET GLOBAL allow_community_extensions = false",
+            "SET GLOBAL python_enable_replacements = false",  # else `FROM x` may scan a Python variable named x
+            "SET GLOBAL TimeZone = 'UTC'",  # TIMESTAMPTZ values come back in UTC, whatever the host's zone
+            # DuckDB's allocator (jemalloc) otherwise keeps the pages of a big query's vectors for good: its
+            # background thread gives them back to the system soon after the query.
+            "SET GLOBAL allocator_background_threads = true",
+            f"SET GLOBAL memory_limit = {_literal(self.memory_limit)}",
+            f"SET GLOBAL threads = {int(self.threads)}",
+            "SET GLOBAL lock_configuration = true",  # last: from here on no SET, RESET or PRAGMA can undo the above
+        ):
+            con.execute(statement)
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class _Interrupt:
+    """The interrupt function handed to ``on_start``; thread-safe, idempotent, harmless after the query.
+
+    DuckDB forgets an interrupt when a query starts, so one that arrives early is remembered and checked
+    just before the query runs. One landing in the instant between that check and DuckDB starting the
+    query only takes effect when the query ends (``run`` then raises QueryInterrupted)."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection):
+        self._cursor = cursor
+        self._lock = threading.Lock()
+        self._closed = False
+        self.requested = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.requested = True
+            if not self._closed:
+                self._cursor.interrupt()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._cursor.close()
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Rows are fetched on executor threads, whose glibc arenas keep freed memory for themselves: after a
+    refused result, each thread would keep up to a result's worth. ``malloc_trim`` returns those pages."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

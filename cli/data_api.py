@@ -1,0 +1,129 @@
+"""The Data API's commands: visualization endpoints from a YAML or JSON file, company data, share contexts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cli.common import CliError, Subparsers, add, engine, group
+from dataapi.db import session_scope
+from dataapi.identity import service as identity
+from dataapi.models import pk
+from dataapi.settings import Settings
+
+
+def _definitions(path: str, company: str | None) -> tuple[str, list]:
+    """An `endpoints apply` file: one endpoint, a list, or {company, endpoints: [...]} (YAML or JSON)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(open(path, encoding="utf-8").read())
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e}") from None
+    except yaml.YAMLError as e:  # its text spans several lines (context, a caret); an error here is one line
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise CliError(f"cannot read {path}: {reason}{where}") from None
+    if isinstance(data, dict) and "endpoints" in data:
+        company = company or data.get("company")
+        data = data["endpoints"]
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise CliError(f"{path}: expected an endpoint, a list of endpoints or {{company, endpoints}}")
+    if not company:
+        raise CliError("no company: pass --company or put 'company:' in the file")
+    return company, data
+
+
+def cmd_endpoints_apply(args: argparse.Namespace, settings: Settings) -> None:
+    from dataapi.data_api.definitions import parse_definition
+    from dataapi.data_api.endpoints import upsert_endpoint
+    from dataapi.data_api.params import DefinitionError
+
+    company_slug, items = _definitions(args.file, args.company)
+    with session_scope(engine(settings)) as s:
+        company = identity.require_company(s, company_slug)
+        for i, item in enumerate(items, 1):
+            try:
+                d = parse_definition(item, settings.default_max_rows, settings.max_rows_cap)
+            except DefinitionError as e:
+                raise CliError(f"{args.file}: endpoint #{i}: {e}") from None
+            endpoint, created = upsert_endpoint(s, company, d)
+            print(f"{'created' if created else 'updated'} {company.slug}:{endpoint.namespace}/{endpoint.slug} "
+                  f"({endpoint.execution_mode}{'' if endpoint.active else ', inactive'})")
+
+
+def cmd_endpoints_list(args: argparse.Namespace, settings: Settings) -> None:
+    from dataapi.data_api.definitions import specs_of
+    from dataapi.data_api.endpoints import list_endpoints
+
+    with session_scope(engine(settings)) as s:
+        company = identity.require_company(s, args.company)
+        for e in list_endpoints(s, pk(company)):
+            params = ", ".join(f"{p.name}:{p.type}{'' if not p.required else '!'}" for p in specs_of(e))
+            print(f"{e.namespace}/{e.slug}\t{e.execution_mode}\t{'active' if e.active else 'inactive'}\t{params}")
+
+
+def cmd_data_load(args: argparse.Namespace, settings: Settings) -> None:
+    from activities.duck.errors import LoadFailed
+    from activities.duck.versions import load_file
+
+    with session_scope(engine(settings)) as s:
+        identity.require_company(s, args.company)
+    try:
+        rows = load_file(settings.resolved_data_dir, args.company, args.table, Path(args.file))
+    except (FileNotFoundError, LoadFailed) as e:
+        raise CliError(f"cannot load {args.file}: {e}") from None
+    print(f"loaded {rows} rows into {args.company}.{args.table}")
+
+
+def cmd_share_create(args: argparse.Namespace, settings: Settings) -> None:
+    from dataapi.data_api.endpoints import find_endpoint
+    from dataapi.data_api.params import DefinitionError
+    from dataapi.data_api.share_contexts import create_share_context, describe_share_context
+
+    try:
+        rules = json.loads(args.rules)
+    except json.JSONDecodeError as e:
+        raise CliError(f"--rules is not JSON: {e}") from None
+    with session_scope(engine(settings)) as s:
+        company = identity.require_company(s, args.company)
+        endpoint = None
+        if args.endpoint:
+            namespace, _, slug = args.endpoint.rpartition("/")
+            endpoint = find_endpoint(s, pk(company), namespace or "default", slug, active_only=False)
+            if endpoint is None:
+                raise CliError(f"endpoint {args.endpoint!r} does not exist")
+        try:
+            row = create_share_context(s, company, rules, user_name=args.user, api_key=args.api_key,
+                                       endpoint=endpoint)
+        except DefinitionError as e:
+            raise CliError(str(e)) from None
+        print(json.dumps(describe_share_context(s, row)))
+
+
+def register(sub: Subparsers) -> None:
+    endpoints = group(sub, "endpoints", "Visualization endpoints")
+    a = add(endpoints, "apply", cmd_endpoints_apply, "Create or update endpoints from a YAML or JSON file")
+    a.add_argument("file")
+    a.add_argument("--company", help="company slug (default: 'company' in the file)")
+    lst = add(endpoints, "list", cmd_endpoints_list, "List a company's endpoints")
+    lst.add_argument("--company", required=True)
+
+    data = group(sub, "data", "Company data")
+    ld = add(data, "load", cmd_data_load, "Load a CSV, Parquet or JSON file into a table of the company's database")
+    ld.add_argument("--company", required=True)
+    ld.add_argument("--table", required=True)
+    ld.add_argument("file")
+
+    share = group(sub, "share-contexts", "Share contexts")
+    sc = add(share, "create", cmd_share_create, "Restrict parameter values for a user or an API key")
+    sc.add_argument("--company", required=True)
+    who = sc.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user")
+    who.add_argument("--api-key")
+    sc.add_argument("--endpoint", help="namespace/slug (default: every endpoint)")
+    sc.add_argument("--rules", required=True, help='JSON, e.g. {"regiao": {"allowed": ["Sul"]}}')
