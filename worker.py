@@ -65,6 +65,10 @@ def build_query_worker(client: Client, settings: Settings, in_api: bool = False,
         activities=[acts.run_query, acts.finish_failed],
         max_concurrent_activities=settings.query_workers, max_concurrent_local_activities=settings.query_workers,
         no_remote_activities=in_api, workflow_runner=temporal.QUERY_WORKFLOW_RUNNER,
+        # QueryWorkflow's activations are short and never block (they await local activities and a child's
+        # start): one thread runs them in turn, with the SDK's deadlock detection, instead of a pool of up to
+        # 500 threads contending for the GIL with the requests that wait for them.
+        workflow_task_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-workflow"),
     )
 
 

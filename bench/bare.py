@@ -157,11 +157,12 @@ def create_app(queries: Queries, temporal: tuple[str, str] | None = None) -> Sta
         client = await Client.connect(temporal[0], namespace=temporal[1])
         queue = f"bare-{uuid.uuid4().hex[:8]}"
         # As many queries at once as the plain handler's thread pool runs (anyio's default, 40); like our API's
-        # embedded worker: unsandboxed, activations on the event loop.
-        with ThreadPoolExecutor(max_workers=40, thread_name_prefix="bare") as executor:
+        # embedded worker: unsandboxed, activations in turn on one thread of their own (deadlock detection on).
+        with ThreadPoolExecutor(max_workers=40, thread_name_prefix="bare") as executor, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="bare-workflow") as workflow_executor:
             async with Worker(client, task_queue=queue, workflows=[BareQuery], activities=[bare_query],
                               activity_executor=executor, max_concurrent_local_activities=40,
-                              workflow_runner=UnsandboxedWorkflowRunner(), debug_mode=True):
+                              workflow_runner=UnsandboxedWorkflowRunner(), workflow_task_executor=workflow_executor):
                 durable.update(client=client, queue=queue, handoff=handoff)
                 yield
                 durable.clear()
