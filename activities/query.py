@@ -161,8 +161,11 @@ class QueryActivities(BlockingActivities):
             return await self._failed(inp, executed_at, "ResultTooLarge", e.message)
         except SqlRefused as e:
             return await self._failed(inp, executed_at, "SqlNotAllowed", e.message)
-        except (QueryFailed, QueryInterrupted) as e:
+        except QueryFailed as e:  # DuckDB's class and message, paths scrubbed: the caller's to read and fix
             log.warning("job %s (%s): query failed: %s", inp.job_id, inp.endpoint, e)
+            return await self._failed(inp, executed_at, "ExecutionError", e.message)
+        except QueryInterrupted as e:
+            log.warning("job %s (%s): query interrupted: %s", inp.job_id, inp.endpoint, e)
             return await self._failed(inp, executed_at, "ExecutionError", "Query execution failed")
         key = result_key(inp)
         document = await self._persist(inp, self._store, key, result, inp)

@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator, Callable
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api import admin, auth_endpoints, codec, data_api, errors, health, jobs_api, metrics, openapi
+from api import admin, auth_endpoints, codec, data_api, errors, health, jobs_api, metrics, openapi, root
 from api.context import AppContext
+from api.cors import with_cors
 from api.mounts import ApiMount
+from api.request_id import RequestIdMiddleware
 from dataapi import heap
 from dataapi.messages import QueryInput
 from dataapi.settings import Settings, get_settings
@@ -40,8 +43,17 @@ def _routes() -> list:
         ApiMount(data_api.PREFIX, data_api.routes, errors.DATA_API, name="data-api"),
         ApiMount(jobs_api.PREFIX, jobs_api.routes, errors.JOBS_API, name="jobs-api"),
         ApiMount(admin.PREFIX, admin.routes, errors.DATA_API, name="admin-api"),
-        *codec.routes, *openapi.routes,
+        *codec.routes, *openapi.routes, *root.routes,
     ]
+
+
+class App(Starlette):
+    """Starlette with the request id and CORS outside everything else, the handler of unexpected errors
+    included (Starlette puts it outermost), so that every answer carries them, a 500 too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+        return RequestIdMiddleware(with_cors(inner, self.state.ctx.settings.cors_origins))
 
 
 async def _query_worker(ctx: AppContext, build: QueryWorkerBuilder, settle_heap: bool) -> None:
@@ -91,7 +103,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         if engine is None:
             ctx.engine.dispose()
 
-    app = Starlette(routes=_routes(), exception_handlers=errors.DATA_API, lifespan=lifespan)
+    app = App(routes=_routes(), exception_handlers=errors.DATA_API, lifespan=lifespan)
     app.state.metrics = metrics.Metrics(ctx.engine)
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     app.state.ctx = ctx

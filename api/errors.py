@@ -1,8 +1,10 @@
 """The one error model of the HTTP APIs: services raise ``dataapi.errors.DomainError`` (status, code, message);
 each API renders it in its dialect, in one place: the exception handlers of its mount (``api/mounts.py``).
 
-- Data API, Admin API, Auth API and the routes outside any API: ``{"code": ..., "message": ...}``.
-- Jobs API (the vBrain dialect): ``{"error": ...}``.
+- Data API, Admin API, Auth API and the routes outside any API: ``{"code": ..., "message": ..., "request_id": ...}``.
+- Jobs API (the vBrain dialect): ``{"error": ..., "request_id": ...}`` (the contract's ``error``, plus the id).
+
+``request_id`` is the request's ``X-Request-Id`` (``api/request_id.py``), the key to the operator's log lines.
 
 Each dialect answers the same four kinds of failure: a domain error (its status), a routing error (404/405 inside
 the mount), a dependency that does not answer (503, which callers may retry) and anything unexpected (a bare 500
@@ -23,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from dataapi import db
 from dataapi.errors import DomainError, Unavailable
+from dataapi.logs import request_id
 
 log = logging.getLogger("dataapi.api")
 
@@ -51,11 +54,18 @@ Body = Callable[[str, str], dict]
 
 
 def data_body(code: str, message: str) -> dict:
-    return {"code": code, "message": message}
+    return _with_request_id({"code": code, "message": message})
 
 
 def jobs_body(_code: str, message: str) -> dict:
-    return {"error": message}
+    return _with_request_id({"error": message})
+
+
+def _with_request_id(body: dict) -> dict:
+    rid = request_id.get()
+    if rid is not None:
+        body["request_id"] = rid
+    return body
 
 
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE", 400: "BAD_REQUEST"}

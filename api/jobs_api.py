@@ -21,6 +21,7 @@ from starlette.types import Message
 from temporalio.service import RPCError
 
 from api.context import AppContext, context
+from api.errors import jobs_body
 from api.reconcile import reconcile
 from api.requests import client_address
 from api.schemas.jobs_api import IDENTITY_HEADERS, OPENAPI, PREFIX
@@ -213,7 +214,7 @@ def _finished(job: RepoJob) -> Response | None:
     if job.status == RepoJobStatus.PROCESSING:
         return _json(NOT_FINISHED, 202)
     if job.status == RepoJobStatus.FAILED:
-        return _json({"error": "Job failed"}, 500)
+        return _json(jobs_body("", "Job failed"), 500)  # the dialect's error body, with the request id
     return None
 
 

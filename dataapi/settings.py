@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     public_base_url: str = ""  # used only for printed examples; empty: http://localhost:<api_port>
     max_body_bytes: int = 1_048_576  # JSON bodies; larger ones get 413
     trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For (behind a proxy)
+    # JSON list of browser origins allowed to call the APIs (CORS), e.g. ["https://app.example.com"]; ["*"]: any.
+    # Empty: no CORS headers, browsers on other origins cannot read the answers.
+    cors_origins: list[str] = []
 
     # Tokens. The keyset is JSON {"signing_kid": str, "keys": {kid: {"private": PEM|None, "public": PEM}}}.
     # Empty: generated once into var_dir/jwt-keys.json (mode 0600).

@@ -10,18 +10,26 @@ OBJECTS = {"type": "array", "items": OBJECT}
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 API_KEY: list[dict[str, list[str]]] = [{"apiKey": []}]
 
+REQUEST_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$",
+              "description": "The request's `X-Request-Id` (the caller's if well-formed, else generated): quote it "
+                             "when reporting a failure"}
+# Every response carries it.
+REQUEST_ID_HEADER = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
+
 COMPONENTS = {
     "securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
         "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
                    "description": "`<api_key>.<api_secret>` of an integration user"},
     },
+    "headers": {"X-Request-Id": {"description": REQUEST_ID["description"], "schema": REQUEST_ID}},
     "schemas": {
         "Error": {
-            "type": "object", "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "type": "object", "required": ["code", "message", "request_id"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "request_id": REQUEST_ID},
         },
-        "JobsError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "JobsError": {"type": "object", "required": ["error", "request_id"],
+                      "properties": {"error": {"type": "string"}, "request_id": REQUEST_ID}},
     },
 }
 
@@ -43,9 +51,10 @@ def responses(ok: dict, *errors: int, ok_status: int = 200, error_schema: dict =
               reasons: dict[int, str] = REASONS, other_reason: str = "Error") -> dict:
     """A responses object: the success schema and the listed error statuses in the dialect's shape, and 503
     (a dependency down), which any operation may answer."""
-    out = {str(ok_status): {"description": "OK", "content": {media: {"schema": ok}}}}
+    out = {str(ok_status): {"description": "OK", "headers": REQUEST_ID_HEADER, "content": {media: {"schema": ok}}}}
     for status in (*errors, 503):
-        out[str(status)] = {"description": reasons.get(status, other_reason), "content": json_content(error_schema)}
+        out[str(status)] = {"description": reasons.get(status, other_reason), "headers": REQUEST_ID_HEADER,
+                            "content": json_content(error_schema)}
     return out
 
 

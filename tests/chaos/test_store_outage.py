@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.chaos.conftest import FIGURES, Clock, gather, status_of
+from tests.support.errors import error_body
 from tests.support.processes import api_ready, bearer, postgresql_stopped, until
 from tests.support.receiver import Reply
 
@@ -101,4 +102,4 @@ def _check_outage_answer(name: str, r) -> None:
         assert r.status_code == 503 and r.json()["checks"]["store"].startswith("unavailable"), r.text
         return
     assert r.status_code == 503, f"{name}: {r.status_code} {r.text}"
-    assert r.json() == ({"error": "Service unavailable, retry later"} if name.startswith("job_") else UNAVAILABLE)
+    assert error_body(r) == ({"error": "Service unavailable, retry later"} if name.startswith("job_") else UNAVAILABLE)

@@ -58,7 +58,8 @@ async def _scrape(settings, engine, headers=None) -> httpx.Response:
 
 def _refused(r: httpx.Response, status: int, code: str) -> None:
     assert r.status_code == status, r.text
-    assert r.json().keys() == {"code", "message"} and r.json()["code"] == code, r.text
+    assert r.json().keys() == {"code", "message", "request_id"} and r.json()["code"] == code, r.text
+    assert r.json()["request_id"] == r.headers["x-request-id"]
     assert "dataapi_" not in r.text and "# HELP" not in r.text
 
 

@@ -21,6 +21,7 @@ from dataapi.identity.policies import ACTIONS
 from dataapi.identity.ratelimit import FailureLimiter
 from dataapi.settings import Settings
 from tests.conftest import Credentials, unique_slug
+from tests.support.errors import error_body
 
 LOGIN, REFRESH, PERMISSIONS = "/api/v1/auth/api-key", "/api/v1/auth/refresh", "/api/v1/auth/permissions"
 PAIR_KEYS = {"access_token", "refresh_token", "access_token_expires_in", "refresh_token_expires_in", "user"}
@@ -118,7 +119,7 @@ async def test_every_refused_login_looks_the_same(client, app, make_identity):
     answers = {}
     for cause, body in attempts.items():
         r = await client.post(LOGIN, json=body)
-        answers[cause] = (r.status_code, r.json(), r.headers.get("www-authenticate"))
+        answers[cause] = (r.status_code, error_body(r), r.headers.get("www-authenticate"))
     assert answers["wrong secret"] == (401, {"code": "UNAUTHORIZED", "message": "Invalid credentials"}, "Bearer")
     assert all(a == answers["wrong secret"] for a in answers.values()), answers
 
@@ -144,7 +145,7 @@ async def test_malformed_bodies_are_4xx_in_the_error_shape(client, path, case):
     content, ctype = BAD_REQUESTS[case]
     r = await client.post(path, content=content, headers={"content-type": ctype})
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
-    assert set(r.json()) == {"code", "message"} and r.json()["code"]
+    assert set(r.json()) == {"code", "message", "request_id"} and r.json()["code"]
     if ctype != "application/json":
         assert r.status_code == 415
 
@@ -158,13 +159,13 @@ async def test_missing_or_invalid_login_fields_are_400(client, change):
     body = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
     r = await client.post(LOGIN, json=body)
     assert r.status_code == 400, r.text
-    assert r.json()["code"] == "INVALID_REQUEST" and set(r.json()) == {"code", "message"}
+    assert r.json()["code"] == "INVALID_REQUEST" and set(r.json()) == {"code", "message", "request_id"}
 
 
 @pytest.mark.parametrize("body", [{}, {"refresh_token": ""}, {"refresh_token": 1}, {"token": "x"}], ids=repr)
 async def test_missing_refresh_token_is_400(client, body):
     r = await client.post(REFRESH, json=body)
-    assert r.status_code == 400 and set(r.json()) == {"code", "message"}
+    assert r.status_code == 400 and set(r.json()) == {"code", "message", "request_id"}
 
 
 @pytest.mark.parametrize("path", [LOGIN, REFRESH])
@@ -207,7 +208,7 @@ async def test_wrong_secrets_for_a_key_never_lock_its_owner_out(app):
             assert (await x.post(LOGIN, json=wrong)).status_code == 401
         r = await x.post(LOGIN, json=wrong)
         assert r.status_code == 429, r.text
-        assert r.json() == {"code": "RATE_LIMITED", "message": "Too many failed attempts; retry later"}
+        assert error_body(r) == {"code": "RATE_LIMITED", "message": "Too many failed attempts; retry later"}
         assert 1 <= int(r.headers["retry-after"]) <= 60
         assert (await y.post(LOGIN, json=creds.login_body())).status_code == 200
         assert (await y.post(LOGIN, json=wrong)).status_code == 401  # Y's own pair is untouched
@@ -253,7 +254,7 @@ async def test_the_answers_never_tell_whether_a_key_exists(limited_app):
             seen = []
             for _ in range(5):
                 r = await c.post(LOGIN, json={**creds.login_body(), "api_key": key_id, "api_secret": "wrong"})
-                seen.append((r.status_code, r.json(), r.headers.get("retry-after")))
+                seen.append((r.status_code, error_body(r), r.headers.get("retry-after")))
             answers.append(seen)
     assert [s for s, _, _ in answers[0]] == [401, 401, 401, 429, 429]
     assert answers[0] == answers[1]
@@ -293,13 +294,13 @@ async def test_jobs_api_key_failures_never_lock_its_owner_out(app):
     async with client_for(app, "192.0.2.70") as x, client_for(app, "192.0.2.71") as y:
         for _ in range(10):
             r = await x.get(JOB_PROBE, headers=jobs_headers(creds, secret="wrong"))
-            assert (r.status_code, r.json()) == (401, {"error": "Invalid API key"})
+            assert (r.status_code, error_body(r)) == (401, {"error": "Invalid API key"})
         r = await x.get(JOB_PROBE, headers=jobs_headers(creds, secret="wrong"))
-        assert (r.status_code, r.json()) == (429, {"error": "Too many failed attempts; retry later"})
+        assert (r.status_code, error_body(r)) == (429, {"error": "Too many failed attempts; retry later"})
         assert 1 <= int(r.headers["retry-after"]) <= 60
         for c in (y, x):
             r = await c.get(JOB_PROBE, headers=jobs_headers(creds))
-            assert (r.status_code, r.json()) == (404, {"error": "Invalid job_id"})
+            assert (r.status_code, error_body(r)) == (404, {"error": "Invalid job_id"})
         # many key ids from one address, then the owner's key from there
         for i in range(10):
             r = await y.get(JOB_PROBE, headers=jobs_headers(creds, key_id=f"s42_{i:020d}", secret="wrong"))

@@ -184,7 +184,7 @@ async def test_special_use_callback_names_are_refused_at_submission(cb_stack, cb
     for url in [*SPECIAL_USE_URLS, receiver.url("localhost")]:
         r = await execute(api, token, "default/relatorio-mensal", {"mes": "2026-03"}, callback_url=url)
         assert r.status_code == 422, (url, r.text)
-        assert set(r.json()) == {"code", "message"} and r.json()["code"] == "INVALID_CALLBACK_URL", url
+        assert set(r.json()) == {"code", "message", "request_id"} and r.json()["code"] == "INVALID_CALLBACK_URL", url
     assert _jobs_of(tenant) == 0
 
     app.state.ctx.settings = cb_settings  # callback_allow_hosts: ["localhost"]

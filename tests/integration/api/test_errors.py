@@ -1,5 +1,6 @@
 """One canonical error shape, pinned: routing errors, unexpected exceptions and hostile request bodies
-all answer ``{"code", "message"}`` (the Jobs API ``{"error"}``), and bad input is never a 5xx."""
+all answer ``{"code", "message", "request_id"}`` (the Jobs API ``{"error", "request_id"}``), and bad input is
+never a 5xx."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dataapi.data_api.endpoints import upsert_endpoint
 from dataapi.db import session_scope
 from dataapi.identity import service as identity
 from dataapi.settings import Settings
+from tests.support.errors import error_body
 
 LOGIN = "/api/v1/auth/api-key"
 REFRESH = "/api/v1/auth/refresh"
@@ -67,7 +69,8 @@ def assert_error(r: httpx.Response, *statuses: int) -> dict:
         assert r.status_code in statuses, r.text[:300]
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
-    assert set(body) == {"code", "message"}, body
+    assert set(body) == {"code", "message", "request_id"}, body
+    assert body["request_id"] == r.headers["x-request-id"]
     assert isinstance(body["code"], str) and body["code"] and body["code"].upper() == body["code"]
     assert isinstance(body["message"], str) and body["message"]
     return body
@@ -111,7 +114,7 @@ async def test_a_newline_in_a_path_parameter_reaches_the_route(client, path, exp
     """Each API's mount takes every path under its prefix, a %0A in a parameter included: the route answers
     (here: no token), not a 404 of the router."""
     r = await client.get(path)
-    assert (r.status_code, r.json()) == (401, expected)
+    assert (r.status_code, error_body(r)) == (401, expected)
 
 
 @pytest.mark.parametrize("method, path", [
@@ -149,7 +152,7 @@ async def test_unexpected_exception_is_a_bare_500(app, client, path, expected, c
         r = await client.request(method, path)
         assert r.status_code == 500
         assert r.headers["content-type"].startswith("application/json")
-        assert r.json() == expected
+        assert error_body(r) == expected  # the 500 of the outermost handler carries the id too
         for leak in ("hunter2", "Traceback", "RuntimeError", "/srv/", "_boom", ".py"):
             assert leak not in r.text
     assert "hunter2" in caplog.text, "the operator's log should have the exception"

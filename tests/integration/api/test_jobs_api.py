@@ -15,6 +15,7 @@ from sqlmodel import select
 from cli.demo import REPOSITORY
 from dataapi.db import session_scope
 from dataapi.models import RepoJob
+from tests.support.errors import error_body
 from tests.support.job_runs import host_processes
 from tests.support.jobs_api import CSV, Org
 from tests.support.polling import wait_until
@@ -86,9 +87,9 @@ async def test_sql_repository_with_a_zip_of_inputs(org):
 async def test_failing_job_reports_failure_and_keeps_its_logs(org):
     job_id = (await org.submit(repository="falha")).json()["job_id"]
     r = await org.finished(job_id)
-    assert r.status_code == 500 and r.json() == {"error": "Job failed"}
+    assert r.status_code == 500 and error_body(r) == {"error": "Job failed"}
     r = await org.api.get(f"/api/v1/job/{job_id}/output", headers=org.headers(None))
-    assert r.status_code == 500 and r.json() == {"error": "Job failed"}
+    assert r.status_code == 500 and error_body(r) == {"error": "Job failed"}
     logs = _zip_entries((await org.api.get(f"/api/v1/job/{job_id}/logs", headers=org.headers(None))).content)
     assert b"bad input" in logs["stderr.log"] and b"about to fail" in logs["stdout.log"]
     assert b"exited with status 3" in logs["platform.log"]
@@ -100,22 +101,22 @@ async def test_failing_job_reports_failure_and_keeps_its_logs(org):
                                     "repository_id"])
 async def test_missing_headers(org, header):
     r = await org.api.get("/api/v1/job", headers=org.headers(**{header: None}))
-    assert r.status_code == 400 and r.json() == {"error": f"Missing {header}"}
+    assert r.status_code == 400 and error_body(r) == {"error": f"Missing {header}"}
     r = await org.submit(**{header: None})
-    assert r.status_code == 400 and r.json() == {"error": f"Missing {header}"}
+    assert r.status_code == 400 and error_body(r) == {"error": f"Missing {header}"}
 
 
 async def test_errors_in_the_seed_dialect(org, jobs_app):
     app, api = jobs_app
     r = await api.get("/api/v1/job", headers=org.headers(repository="nao-existe"))
-    assert r.status_code == 404 and r.json() == {"error": "Invalid repository_id"}
+    assert r.status_code == 404 and error_body(r) == {"error": "Invalid repository_id"}
     r = await org.submit(repository="nao-existe")
-    assert r.status_code == 404 and r.json() == {"error": "Invalid repository_id"}
+    assert r.status_code == 404 and error_body(r) == {"error": "Invalid repository_id"}
     for path in ("", "/result", "/params", "/output", "/logs"):
         r = await api.get(f"/api/v1/job/{uuid.uuid4()}{path}", headers=org.headers(None))
-        assert r.status_code == 404 and r.json() == {"error": "Invalid job_id"}, path
+        assert r.status_code == 404 and error_body(r) == {"error": "Invalid job_id"}, path
     r = await api.delete(f"/api/v1/job/{uuid.uuid4()}", headers=org.headers(None))
-    assert r.status_code == 404 and r.json() == {"error": "Invalid job_id"}
+    assert r.status_code == 404 and error_body(r) == {"error": "Invalid job_id"}
     for bad in ("2026", "202613011200", "abcdefghijkl", "2026010112000"):
         r = await api.get("/api/v1/job", params={"from_date": bad}, headers=org.headers())
         assert r.status_code == 400 and "from_date" in r.json()["error"], bad
@@ -123,13 +124,13 @@ async def test_errors_in_the_seed_dialect(org, jobs_app):
         r = await api.get("/api/v1/job", params=unknown, headers=org.headers())
         assert r.status_code == 400 and r.json()["error"].startswith("Unknown query parameter"), unknown
     r = await api.get("/api/v1/job", headers=org.headers(**{"x-api-key": org.key + "x"}))
-    assert r.status_code == 401 and r.json() == {"error": "Invalid API key"}
+    assert r.status_code == 401 and error_body(r) == {"error": "Invalid API key"}
     other = Org(app, api)
     r = await api.get("/api/v1/job", headers=org.headers(**{"x-api-key": other.key}))
     assert r.status_code == 401  # a key of another company is refused
     no_jobs = Org(app, api, policies=("DataAPIConsumer",))
     r = await api.get("/api/v1/job", headers=no_jobs.headers())
-    assert r.status_code == 403 and r.json() == {"error": "Forbidden"}
+    assert r.status_code == 403 and error_body(r) == {"error": "Forbidden"}
 
 
 async def test_isolation_across_organizations_applications_and_clients(org, jobs_app):
@@ -141,7 +142,7 @@ async def test_isolation_across_organizations_applications_and_clients(org, jobs
                     other.headers(None)):
         for path in ("", "/result", "/params", "/output", "/logs"):
             r = await api.get(f"/api/v1/job/{job_id}{path}", headers=headers)
-            assert r.status_code == 404 and r.json() == {"error": "Invalid job_id"}
+            assert r.status_code == 404 and error_body(r) == {"error": "Invalid job_id"}
         assert (await api.delete(f"/api/v1/job/{job_id}", headers=headers)).status_code == 404
     assert (await api.get("/api/v1/job", headers=org.headers(client="client-2"))).json() == []
     assert (await api.get("/api/v1/job", headers=org.headers())).json() == [job_id]
@@ -165,16 +166,16 @@ async def test_jobs_belong_to_the_keys_user_not_to_the_headers(org, jobs_app):
     colleague = org.add_user("colega")
     for path in JOB_PATHS:
         r = await api.get(f"/api/v1/job/{job_id}{path}", headers=org.headers(None, **colleague))
-        assert (r.status_code, r.json()) == (404, {"error": "Invalid job_id"}), path
+        assert (r.status_code, error_body(r)) == (404, {"error": "Invalid job_id"}), path
     assert (await api.get("/api/v1/job", headers=org.headers(**colleague))).json() == []
     r = await api.delete(f"/api/v1/job/{job_id}", headers=org.headers(None, **colleague))
-    assert (r.status_code, r.json()) == (404, {"error": "Invalid job_id"})
+    assert (r.status_code, error_body(r)) == (404, {"error": "Invalid job_id"})
 
     # the colleague's key with the owner's username is refused outright
     as_owner = {**colleague, "username": org.user}
     for method, path in (("GET", ""), ("GET", "/result"), ("DELETE", "")):
         r = await api.request(method, f"/api/v1/job/{job_id}{path}", headers=org.headers(None, **as_owner))
-        assert (r.status_code, r.json()) == (403, {"error": "username does not match the API key"})
+        assert (r.status_code, error_body(r)) == (403, {"error": "username does not match the API key"})
     r = await api.get("/api/v1/job", headers=org.headers(**as_owner))
     assert r.status_code == 403
 
@@ -223,7 +224,7 @@ async def test_a_username_other_than_the_keys_is_refused_and_creates_nothing(org
     app, api = jobs_app
     for username in ("ana", org.user.upper(), "colega"):
         r = await org.submit(params={"a": 1}, username=username)
-        assert (r.status_code, r.json()) == (403, {"error": "username does not match the API key"}), username
+        assert (r.status_code, error_body(r)) == (403, {"error": "username does not match the API key"}), username
         r = await api.get("/api/v1/job", headers=org.headers(username=username))
         assert r.status_code == 403
     with session_scope(org.ctx.engine) as s:
@@ -268,11 +269,11 @@ async def test_bad_uploads_are_refused_and_nothing_is_stored(org, jobs_settings)
     assert r.status_code == 400
     r = await org.api.post("/api/v1/job/execute", files={"file": ("x.csv", b"a,b\n1,2\n")},
                            data={"params": "[1, 2]"}, headers=org.headers())
-    assert r.status_code == 400 and r.json() == {"error": "params must be a JSON object"}
+    assert r.status_code == 400 and error_body(r) == {"error": "params must be a JSON object"}
     for field in ("params", "metadata"):  # a field sent twice: neither value is taken
         r = await org.api.post("/api/v1/job/execute", files={"file": ("x.csv", b"a,b\n1,2\n")},
                                data={field: ['{"a": 1}', '{"a": 2}']}, headers=org.headers())
-        assert r.status_code == 400 and r.json() == {"error": f"Form field {field} sent more than once"}
+        assert r.status_code == 400 and error_body(r) == {"error": f"Form field {field} sent more than once"}
     r = await org.submit(files={"file": ("big.csv", b"a,b\n" + b"1,2\n" * (1 << 20), "text/csv")})
     assert r.status_code == 413 and "error" in r.json()
     with session_scope(org.ctx.engine) as s:

@@ -27,6 +27,7 @@ from dataapi.identity import service as identity
 from dataapi.jobs_api.repositories import find_repository, upsert_repository
 from dataapi.models import Job, RepoJob, utcnow
 from dataapi.settings import Settings
+from tests.support.errors import error_body
 from tests.support.processes import free_port
 
 UNAVAILABLE = {"code": "SERVICE_UNAVAILABLE", "message": "Service unavailable, retry later"}
@@ -87,9 +88,9 @@ async def test_store_down_answers_503_in_each_dialect(app, client, caplog):
         }
         for name, call in calls.items():
             r = await call
-            assert (r.status_code, r.json()) == (503, UNAVAILABLE), (name, r.text)
+            assert (r.status_code, error_body(r)) == (503, UNAVAILABLE), (name, r.text)
         r = await client.get(f"/api/v1/job/{uuid.uuid4()}", headers=company.headers)
-        assert (r.status_code, r.json()) == (503, JOBS_UNAVAILABLE), r.text
+        assert (r.status_code, error_body(r)) == (503, JOBS_UNAVAILABLE), r.text
         assert (await client.get("/healthz")).status_code == 200
     finally:
         app.state.ctx.engine.dispose()
@@ -131,11 +132,11 @@ async def test_temporal_unreachable_answers_503_and_marks_the_refused_job_failed
         auth = await company.token(api)
         r = await api.post("/api/v1/data-api/default/vendas-por-regiao/execute", headers=auth,
                            json={"parameter_values": {"data_inicio": "2026-01-01"}})
-        assert (r.status_code, r.json()) == (503, UNAVAILABLE), r.text
+        assert (r.status_code, error_body(r)) == (503, UNAVAILABLE), r.text
         assert no_temporal.state.ctx.sync_lane.idle  # the unstarted sync call left nothing waiting for a handoff
         r = await api.post("/api/v1/job/execute", headers={**company.headers, "repository_id": REPOSITORY["id"]},
                            data={"params": json.dumps({"a": 1, "b": 2})})
-        assert (r.status_code, r.json()) == (503, JOBS_UNAVAILABLE), r.text
+        assert (r.status_code, error_body(r)) == (503, JOBS_UNAVAILABLE), r.text
         r = await api.get("/readyz")
         assert r.status_code == 503 and r.json()["checks"]["temporal"].startswith("unavailable"), r.text
     [job] = company.rows(RepoJob)
@@ -147,7 +148,7 @@ async def test_async_submission_refused_for_want_of_temporal_leaves_no_job_proce
     async with _api(no_temporal) as api:
         r = await api.post("/api/v1/data-api/default/relatorio-mensal/execute", headers=await company.token(api),
                            json={"parameter_values": {"mes": "2026-03"}})
-    assert (r.status_code, r.json()) == (503, UNAVAILABLE), r.text
+    assert (r.status_code, error_body(r)) == (503, UNAVAILABLE), r.text
     assert [job.status for job in company.rows(Job)] in ([], ["failed"])
 
 
@@ -176,7 +177,7 @@ async def test_job_without_a_workflow_reads_as_failed_after_a_minute(stack_app):
             r = await api.get(f"/api/v1/job/{repo_ids[age]}", headers=company.headers)
             assert r.status_code == 200 and r.json()["status"] == expected, r.text
         r = await api.get(f"/api/v1/job/{repo_ids['old']}/result", headers=company.headers)
-        assert (r.status_code, r.json()) == (500, {"error": "Job failed"})
+        assert (r.status_code, error_body(r)) == (500, {"error": "Job failed"})
         r = await api.get(f"/api/v1/data-api/default/relatorio-mensal/jobs/{data_ids['old']}", headers=auth)
         assert r.json()["error"] == "Job was lost before it started"
     errors = {job.id: job.error for job in company.rows(RepoJob)}

@@ -75,7 +75,7 @@ async def assert_refused(client, tokens: TokenService, token: str) -> None:
     r = await client.get("/api/v1/auth/permissions", headers=bearer(token))
     assert r.status_code == 401, r.text
     assert r.json()["code"] == "UNAUTHORIZED"
-    assert set(r.json()) == {"code", "message"}
+    assert set(r.json()) == {"code", "message", "request_id"}
 
 
 # --- the baseline: a token we sign correctly is accepted, so every refusal below is the attack's doing ---
