@@ -23,10 +23,12 @@ from api.schemas.admin import OPENAPI, PREFIX
 from dataapi.callbacks import secrets as webhook_secrets
 from dataapi.data_api import definitions, endpoints, share_contexts
 from dataapi.data_api.params import DefinitionError
-from dataapi.errors import Conflict, InvalidDefinition, NotFound
+from dataapi.data_api.validate import SqlProblem
+from dataapi.errors import Conflict, Invalid, InvalidDefinition, NotFound
 from dataapi.identity import service as identity
 from dataapi.jobs_api import repositories
 from dataapi.models import Company, Endpoint, ShareContextRow, pk
+from dataapi.settings import Settings
 from dataapi.statuses import UserKind
 
 __all__ = ["OPENAPI", "PREFIX", "routes"]
@@ -40,6 +42,8 @@ async def _in_company(request: Request, fn: Callable[..., Any], *args: Any) -> A
         company = session.get(Company, company_id)
         try:
             return fn(session, company, *args)
+        except SqlProblem as e:  # well-formed, but the SQL does not prepare: 422, as the issue of a value
+            raise Invalid(str(e), code="INVALID_SQL") from None
         except DefinitionError as e:  # the Data API's definition errors carry no status of their own
             raise InvalidDefinition(str(e)) from None
 
@@ -55,17 +59,17 @@ def _endpoint(session: Session, company: Company, namespace: str, slug: str) -> 
     return endpoint
 
 
-def _create_endpoint(session: Session, company: Company, data: dict, max_rows: tuple[int, int]) -> dict:
-    d = definitions.parse_definition(data, *max_rows)
-    if endpoints.find_endpoint(session, pk(company), d.namespace, d.slug, active_only=False):
+def _save_endpoint(session: Session, company: Company, data: dict, settings: Settings, validate: bool,
+                   create_only: bool) -> tuple[dict, bool]:
+    d = definitions.parse_definition(data, settings.default_max_rows, settings.max_rows_cap)
+    if create_only and endpoints.find_endpoint(session, pk(company), d.namespace, d.slug, active_only=False):
         raise Conflict(f"Endpoint {d.namespace}/{d.slug} already exists; use PUT to change it")
-    endpoint, _ = endpoints.upsert_endpoint(session, company, d)
-    return definitions.describe_endpoint(endpoint)
-
-
-def _put_endpoint(session: Session, company: Company, data: dict, max_rows: tuple[int, int]) -> tuple[dict, bool]:
-    endpoint, created = endpoints.upsert_endpoint(session, company, definitions.parse_definition(data, *max_rows))
-    return definitions.describe_endpoint(endpoint), created
+    columns, warnings = endpoints.validated(settings, company, d, validate=validate)
+    endpoint, created = endpoints.upsert_endpoint(session, company, d, columns)
+    body = definitions.describe_endpoint(endpoint)
+    if warnings:
+        body["warnings"] = warnings
+    return body, created
 
 
 def _delete_endpoint(session: Session, company: Company, namespace: str, slug: str) -> None:
@@ -73,9 +77,13 @@ def _delete_endpoint(session: Session, company: Company, namespace: str, slug: s
         raise Conflict("Endpoint has jobs; set active to false instead of deleting it")
 
 
-def _max_rows(request: Request) -> tuple[int, int]:
-    settings = context(request).settings
-    return settings.default_max_rows, settings.max_rows_cap
+def _validate(request: Request) -> bool:
+    """``?validate=false``: save without binding the SQL on the company's database (its table is not loaded
+    yet); the answer carries a warning."""
+    value = request.query_params.get("validate", "true")
+    if value not in ("true", "false"):
+        raise InvalidDefinition("'validate' must be true or false")
+    return value == "true"
 
 
 @requires("admin:endpoints")
@@ -87,7 +95,8 @@ async def list_endpoints(request: Request) -> Response:
 @requires("admin:endpoints")
 async def create_endpoint(request: Request) -> Response:
     data = await read_json_object(request)
-    return JSONResponse(await _in_company(request, _create_endpoint, data, _max_rows(request)), status_code=201)
+    body, _ = await _in_company(request, _save_endpoint, data, context(request).settings, _validate(request), True)
+    return JSONResponse(body, status_code=201)
 
 
 @requires("admin:endpoints")
@@ -96,8 +105,8 @@ async def put_endpoint(request: Request) -> Response:
     namespace, slug = request.path_params["namespace"], request.path_params["slug"]
     if data.get("namespace", namespace) != namespace or data.get("slug", slug) != slug:
         raise InvalidDefinition("namespace and slug in the body must match the path")
-    body, created = await _in_company(request, _put_endpoint, {**data, "namespace": namespace, "slug": slug},
-                                      _max_rows(request))
+    body, created = await _in_company(request, _save_endpoint, {**data, "namespace": namespace, "slug": slug},
+                                      context(request).settings, _validate(request), False)
     return JSONResponse(body, status_code=201 if created else 200)
 
 

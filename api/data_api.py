@@ -22,7 +22,7 @@ from api.reconcile import reconcile
 from api.requests import read_json_object
 from api.schemas.data_api import OPENAPI, PREFIX
 from dataapi.callbacks.deliveries import describe_delivery, latest_delivery
-from dataapi.data_api import jobs, service
+from dataapi.data_api import catalog, jobs, service
 from dataapi.db import session_scope
 from dataapi.identity.service import valid_slug
 from dataapi.messages import QueryInput
@@ -141,6 +141,34 @@ async def redeliver_callback(request: Request) -> Response:
     return JSONResponse({"webhook_id": delivery.delivery_id, "status": DeliveryStatus.PENDING}, 202)
 
 
+@requires("data_api:execute")
+async def list_catalog(request: Request) -> Response:
+    """The catalog: the company's active endpoints and their parameters, as the caller may execute them."""
+    ctx: AppContext = request.app.state.ctx
+
+    def read() -> list[dict[str, Any]]:
+        with session_scope(ctx.engine) as session:
+            return catalog.list_catalog(session, request.state.claims)
+
+    return JSONResponse(await run_in_threadpool(read))
+
+
+@requires("data_api:execute")
+async def get_catalog_entry(request: Request) -> Response:
+    """One endpoint's catalog entry, with its result's columns."""
+    ctx: AppContext = request.app.state.ctx
+    namespace, slug = _path(request)
+
+    def read() -> dict[str, Any] | None:
+        with session_scope(ctx.engine) as session:
+            return catalog.catalog_entry(session, request.state.claims, namespace, slug)
+
+    entry = await run_in_threadpool(read)
+    if entry is None:
+        raise service.EndpointNotFound()
+    return JSONResponse(entry)
+
+
 async def missing_path_params(request: Request) -> Response:
     """``.../data-api//slug/execute`` and the like: the contract's 400 INVALID_PARAMS; anything else 404."""
     parts = request.url.path.removeprefix(PREFIX + "/").split("/")
@@ -151,6 +179,8 @@ async def missing_path_params(request: Request) -> Response:
 
 
 routes = [
+    Route(PREFIX + "/endpoints", list_catalog, methods=["GET"]),
+    Route(PREFIX + "/{namespace}/{slug}", get_catalog_entry, methods=["GET"]),
     Route(PREFIX + "/{namespace}/{slug}/execute", execute, methods=["POST"]),
     Route(PREFIX + "/{namespace}/{slug}/jobs/{job_id}", get_job, methods=["GET"]),
     Route(PREFIX + "/{namespace}/{slug}/jobs/{job_id}/callback/redeliver", redeliver_callback, methods=["POST"]),

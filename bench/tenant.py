@@ -64,11 +64,11 @@ def create_tenant(env: dict, work: Path, sales: Path) -> Tenant:
     endpoints = work / "endpoints.json"
     endpoints.write_text(json.dumps({"company": COMPANY,
                                      "endpoints": [{"namespace": NAMESPACE, **e} for e in ENDPOINTS]}))
-    dataapi(env, "endpoints", "apply", str(endpoints))
+    dataapi(env, "data", "load", "--company", COMPANY, "--table", "vendas", str(sales))
+    dataapi(env, "endpoints", "apply", str(endpoints))  # after the load: apply checks the SQL against the data
     repo = work / "line-count"
     repo.mkdir()
     (repo / "main.py").write_text(LINE_COUNT)
     dataapi(env, "repositories", "create", "--company", COMPANY, "--name", "Line count", "--runner", "python",
             "--path", str(repo), "--id", REPOSITORY_ID)
-    dataapi(env, "data", "load", "--company", COMPANY, "--table", "vendas", str(sales))
     return Tenant(COMPANY, key["api_key"], key["api_secret"])

@@ -39,21 +39,38 @@ def _definitions(path: str, company: str | None) -> tuple[str, list]:
 
 
 def cmd_endpoints_apply(args: argparse.Namespace, settings: Settings) -> None:
+    """Every endpoint of the file is parsed and validated (its SQL bound on the company's current database)
+    before any is written: one that does not validate leaves the store as it was. ``--dry-run`` stops there."""
     from dataapi.data_api.definitions import parse_definition
-    from dataapi.data_api.endpoints import upsert_endpoint
+    from dataapi.data_api.endpoints import find_endpoint, upsert_endpoint, validated
     from dataapi.data_api.params import DefinitionError
 
     company_slug, items = _definitions(args.file, args.company)
     with session_scope(engine(settings)) as s:
         company = identity.require_company(s, company_slug)
+        checked = []
         for i, item in enumerate(items, 1):
             try:
                 d = parse_definition(item, settings.default_max_rows, settings.max_rows_cap)
-            except DefinitionError as e:
+                columns, warnings = validated(settings, company, d, validate=not args.no_validate)
+            except DefinitionError as e:  # validate.SqlProblem included
                 raise CliError(f"{args.file}: endpoint #{i}: {e}") from None
-            endpoint, created = upsert_endpoint(s, company, d)
+            checked.append((d, columns, warnings))
+        for d, columns, warnings in checked:
+            name = f"{company.slug}:{d.namespace}/{d.slug}"
+            for warning in warnings:
+                print(f"warning: {name}: {warning}")
+            if args.dry_run:
+                exists = find_endpoint(s, pk(company), d.namespace, d.slug, active_only=False) is not None
+                shown = ", ".join(f"{c['name']} {c['duckdb_type']}" for c in columns or ())
+                print(f"would {'update' if exists else 'create'} {name} ({d.execution_mode}"
+                      f"{'' if d.active else ', inactive'}){f': {shown}' if columns is not None else ''}")
+                continue
+            endpoint, created = upsert_endpoint(s, company, d, columns)
             print(f"{'created' if created else 'updated'} {company.slug}:{endpoint.namespace}/{endpoint.slug} "
                   f"({endpoint.execution_mode}{'' if endpoint.active else ', inactive'})")
+        if args.dry_run:
+            s.rollback()
 
 
 def cmd_endpoints_list(args: argparse.Namespace, settings: Settings) -> None:
@@ -110,6 +127,11 @@ def register(sub: Subparsers) -> None:
     a = add(endpoints, "apply", cmd_endpoints_apply, "Create or update endpoints from a YAML or JSON file")
     a.add_argument("file")
     a.add_argument("--company", help="company slug (default: 'company' in the file)")
+    a.add_argument("--dry-run", action="store_true",
+                   help="validate every endpoint and print what would change; write nothing")
+    a.add_argument("--no-validate", action="store_true",
+                   help="do not bind the SQL on the company's database (its tables are not loaded yet): "
+                        "saved with a warning")
     lst = add(endpoints, "list", cmd_endpoints_list, "List a company's endpoints")
     lst.add_argument("--company", required=True)
 

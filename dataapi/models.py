@@ -104,6 +104,8 @@ class Endpoint(SQLModel, table=True):
     execution_mode: str = Field(default=ExecutionMode.SYNC, max_length=10)  # an ExecutionMode
     max_rows: int = 10_000
     active: bool = True
+    # JSON list of {"name", "type"}: the result's columns as validation at save found them (None: not validated)
+    columns: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import duckdb
 
 from activities.duck import versions
-from activities.duck.errors import QueryFailed, QueryInterrupted, ResultTooLarge
+from activities.duck.errors import QueryFailed, QueryInterrupted, ResultTooLarge, caller_message
 from activities.duck.serialise import DEFAULT_MAX_RESULT_BYTES, QueryResult, serialise_json_rows, serialise_rows
 from activities.duck.shapes import SMALL_RESULT_ROWS, Shape, shape_of
+from dataapi.data_api.validate import harden
 from dataapi.identity.service import valid_slug
 
 # DuckDB keeps one instance per database file per process and hands it to every connect() of that file, so
@@ -79,7 +80,7 @@ class CompanyDatabases:
         except duckdb.Error as e:
             if stop.requested or isinstance(e, duckdb.InterruptException):
                 raise QueryInterrupted() from None
-            raise QueryFailed(self._scrub(str(e))) from None
+            raise QueryFailed(caller_message(str(e), self.data_dir)) from None
         finally:
             stop.close()
             if refused:
@@ -96,10 +97,6 @@ class CompanyDatabases:
                 "ORDER BY table_name").fetchall()]
         finally:
             cursor.close()
-
-    def _scrub(self, message: str) -> str:
-        # DuckDB echoes file paths; the caller must not learn where the data lives on our disk.
-        return message.replace(str(self.data_dir), "<data>")
 
     def _cursor(self, slug: str) -> tuple[duckdb.DuckDBPyConnection, dict[tuple, Shape]]:
         """A fresh cursor (its own DuckDB connection: own transaction, own interrupt) on the company's
@@ -135,37 +132,9 @@ class CompanyDatabases:
         raise QueryFailed("the company database changed repeatedly while opening it; try again")
 
     def _harden(self, con: duckdb.DuckDBPyConnection, cdir: Path, files: Path) -> None:
-        (locked,) = versions.one_row(con.execute("SELECT current_setting('lock_configuration')"))
-        if locked:  # the instance this process already opened (and hardened) for this file
-            (external, allowed) = versions.one_row(con.execute(
-                "SELECT current_setting('enable_external_access'), current_setting('allowed_directories')"))
-            if external or f"{files}/" not in allowed:
-                raise RuntimeError(f"{cdir.name}: database opened elsewhere in this process without hardening")
-            return
-        # GLOBAL: a plain SET of a setting that has a session scope binds only this connection, not the
-        # cursors each query runs on.
-        for statement in (
-            f"SET GLOBAL temp_directory = {_literal(str(cdir / 'tmp'))}",
-            f"SET GLOBAL allowed_directories = [{_literal(f'{files}/')}]",  # the trailing / keeps files-x/ out
-            # After allowed_directories: DuckDB refuses to change that list once external access is off.
-            "SET GLOBAL enable_external_access = false",
-            "SET GLOBAL autoinstall_known_extensions = false",
-            "SET GLOBAL autoload_known_extensions = false",
-            "SET GLOBAL allow_community_extensions = false",
-            "SET GLOBAL python_enable_replacements = false",  # else `FROM x` may scan a Python variable named x
-            "SET GLOBAL TimeZone = 'UTC'",  # TIMESTAMPTZ values come back in UTC, whatever the host's zone
-            # DuckDB's allocator (jemalloc) otherwise keeps the pages of a big query's vectors for good: its
-            # background thread gives them back to the system soon after the query.
-            "SET GLOBAL allocator_background_threads = true",
-            f"SET GLOBAL memory_limit = {_literal(self.memory_limit)}",
-            f"SET GLOBAL threads = {int(self.threads)}",
-            "SET GLOBAL lock_configuration = true",  # last: from here on no SET, RESET or PRAGMA can undo the above
-        ):
-            con.execute(statement)
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+        # The statements live in the core: validation at save (dataapi.data_api.validate) opens the same file,
+        # and DuckDB hands both the same instance within a process.
+        harden(con, cdir, files, self.memory_limit, self.threads)
 
 
 class _Interrupt:

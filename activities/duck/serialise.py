@@ -20,6 +20,7 @@ import orjson
 
 from activities.duck.errors import ResultTooLarge
 from activities.json_values import iso_duration
+from dataapi.data_api.column_types import column_type
 
 DEFAULT_MAX_RESULT_BYTES = 32 << 20
 FETCH_CHUNK = 2048  # rows turned into Python objects at a time: a big result never exists as objects at once
@@ -81,29 +82,6 @@ def _collect(cursor: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: int, n
             break
     columns = [{"name": n, "type": column_type(t)} for n, t in zip(names, duck_types, strict=True)]
     return QueryResult(columns, b"[" + b",".join(parts) + b"]", count, truncated)
-
-
-_TYPE_NAMES = {
-    "VARCHAR": "varchar", "ENUM": "varchar",
-    "TINYINT": "integer", "SMALLINT": "integer", "INTEGER": "integer", "UTINYINT": "integer",
-    "USMALLINT": "integer",
-    "UINTEGER": "bigint", "BIGINT": "bigint", "UBIGINT": "bigint", "HUGEINT": "bigint", "UHUGEINT": "bigint",
-    "BIGNUM": "bigint", "VARINT": "bigint",
-    "DECIMAL": "decimal", "FLOAT": "double", "DOUBLE": "double",
-    "DATE": "date", "TIMESTAMP": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamp", "TIMESTAMP_S": "timestamp",
-    "TIMESTAMP_MS": "timestamp", "TIMESTAMP_NS": "timestamp",
-    "TIME": "time", "TIME WITH TIME ZONE": "time", "TIME_NS": "time",
-    "BOOLEAN": "boolean", "UUID": "uuid", "BLOB": "blob", "JSON": "json",
-    "STRUCT": "json", "MAP": "json", "UNION": "json",  # nested values come back as JSON arrays/objects
-}
-
-
-def column_type(duck_type: str) -> str:
-    """The column type the Data API names for a DuckDB type."""
-    if duck_type.endswith("]"):  # LIST (INTEGER[]) and ARRAY (INTEGER[3])
-        return "json"
-    base = duck_type.split("(", 1)[0]
-    return _TYPE_NAMES.get(base, base.lower())
 
 
 def _big_int(v: int | str) -> int | str:

@@ -19,16 +19,27 @@ def _op(summary: str, ok: dict, *errors: int, body: bool = False, status: int = 
 
 
 _EP = ("namespace", "slug")
+# Validation at save (dataapi.data_api.validate): 422 INVALID_SQL when the SQL does not bind on the company's
+# database; ?validate=false saves without that check (a warning in the answer).
+_VALIDATE = {"name": "validate", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["true", "false"]},
+             "description": "false: save without binding the SQL on the company's current database (its tables are "
+                            "not loaded yet); the answer carries `warnings`"}
+
+
+def _saving(op: dict) -> dict:
+    return {**op, "parameters": [*op.get("parameters", []), _VALIDATE]}
 _SHARE = {"description": "Needs the `admin:share_contexts` action (policy CompanyAdmin); `admin:endpoints` "
                          "(VisualizationManager) is not enough."}
 OPENAPI = {
     PREFIX + "/endpoints": {
         "get": _op("List the company's endpoints", OBJECTS, 401, 403),
-        "post": _op("Create an endpoint", OBJECT, 400, 401, 403, 409, 413, 415, body=True, status=201)},
+        "post": _saving(_op("Create an endpoint (its SQL validated on the company's database)", OBJECT, 400, 401,
+                            403, 409, 413, 415, 422, body=True, status=201))},
     PREFIX + "/endpoints/{namespace}/{slug}": {
         "get": _op("Read an endpoint", OBJECT, 401, 403, 404, params=_EP),
-        "put": _op("Create or replace an endpoint (idempotent)", OBJECT, 400, 401, 403, 413, 415, body=True,
-                   params=_EP, may_create=True),
+        "put": _saving(_op("Create or replace an endpoint (idempotent; its SQL validated on the company's "
+                           "database)", OBJECT, 400, 401, 403, 413, 415, 422, body=True, params=_EP, may_create=True)),
         "delete": _op("Delete an endpoint that never ran", OBJECT, 401, 403, 404, 409, status=204, params=_EP)},
     PREFIX + "/share-contexts": {
         "get": _op("List share contexts", OBJECTS, 401, 403) | _SHARE,

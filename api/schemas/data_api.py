@@ -1,4 +1,4 @@
-"""OpenAPI of ``/api/v1/data-api``: execute an endpoint, read a job, redeliver its callback."""
+"""OpenAPI of ``/api/v1/data-api``: the catalog, execute an endpoint, read a job, redeliver its callback."""
 
 from __future__ import annotations
 
@@ -33,6 +33,32 @@ REDELIVERED = {"type": "object", "required": ["webhook_id", "status"],
 EXECUTE_BODY = {"type": "object", "properties": {
     "parameter_values": {"type": "object"}, "callback_url": {"type": "string", "format": "uri"}}}
 
+_PARAMETER = {"type": "object", "required": ["name", "type", "required", "default", "description", "fixed"],
+              "properties": {
+                  "name": {"type": "string"},
+                  "type": {"type": "string",
+                           "enum": ["string", "integer", "decimal", "boolean", "date", "datetime", "enum"]},
+                  "required": {"type": "boolean"}, "default": {}, "description": {"type": "string"},
+                  "allowed_values": {"type": "array", "description": "enum values, or the values a share context "
+                                     "allows the caller"},
+                  "pattern": {"type": "string", "description": "RE2 regular expression the whole value must match"},
+                  "max_length": {"type": "integer"},
+                  "fixed": {"type": "boolean",
+                            "description": "pinned by a share context: the server applies `value`"},
+                  "value": {"description": "the pinned value (when fixed)"}}}
+CATALOG_ENTRY: dict[str, Any] = {
+    "type": "object", "required": ["namespace", "slug", "description", "execution_mode", "max_rows", "parameters"],
+    "properties": {"namespace": {"type": "string"}, "slug": {"type": "string"}, "description": {"type": "string"},
+                   "execution_mode": {"type": "string", "enum": ["sync", "async"]},
+                   "max_rows": {"type": "integer"}, "parameters": {"type": "array", "items": _PARAMETER}}}
+_TYPED_COLUMNS = {"type": "array", "items": {"type": "object", "required": ["name", "type", "duckdb_type"],
+                                             "properties": {"name": {"type": "string"}, "type": {"type": "string"},
+                                                            "duckdb_type": {"type": "string"}}}}
+CATALOG_DETAIL = {**CATALOG_ENTRY, "required": [*CATALOG_ENTRY["required"], "columns"], "properties": {
+    **CATALOG_ENTRY["properties"],
+    "columns": {"oneOf": [_TYPED_COLUMNS, {"type": "null"}],
+                "description": "the result's columns found when the endpoint was saved (null: saved unvalidated)"}}}
+
 _ENDPOINT = path_params("namespace", "slug")
 _JOB = path_params("namespace", "slug", "job_id")
 _execute_answers = responses(SYNC_RESULT, 400, 401, 403, 404, 408, 413, 415, 422, 500)
@@ -40,6 +66,12 @@ _execute_answers["202"] = {"description": "Accepted (async endpoint)",
                            "content": {"application/json": {"schema": ACCEPTED}}}
 
 OPENAPI = {
+    PREFIX + "/endpoints": {"get": operation(
+        "The catalog: the company's active endpoints and their parameters, as the caller may execute them",
+        "data-api", responses({"type": "array", "items": CATALOG_ENTRY}, 401, 403), security=BEARER)},
+    PREFIX + "/{namespace}/{slug}": {"get": operation(
+        "One endpoint of the catalog, with its result's columns", "data-api",
+        responses(CATALOG_DETAIL, 401, 403, 404), security=BEARER, parameters=_ENDPOINT)},
     PREFIX + "/{namespace}/{slug}/execute": {"post": operation(
         "Execute a visualization endpoint (sync: 200 with rows; async: 202 with a job)", "data-api",
         _execute_answers, security=BEARER, parameters=_ENDPOINT, body=json_body(EXECUTE_BODY, required=False))},

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from dataapi.data_api.definitions import parse_definition
-from dataapi.data_api.endpoints import upsert_endpoint
+from dataapi.data_api.endpoints import upsert_endpoint, validated
 from dataapi.db import make_engine, session_scope
 from dataapi.identity import service as identity
 from dataapi.jobs_api.repositories import upsert_repository
@@ -56,6 +56,11 @@ def bootstrap_demo(settings: Settings) -> str:
     from activities.duck.databases import CompanyDatabases  # DuckDB only where data is loaded
     from activities.duck.versions import load_file
 
+    # The data first: saving an endpoint checks its SQL against the company's current database.
+    databases = CompanyDatabases(settings.resolved_data_dir)
+    if "vendas" not in databases.tables(COMPANY):
+        sales = write_sales_csv(settings.var_dir / "demo" / "vendas.csv")
+        load_file(settings.resolved_data_dir, COMPANY, "vendas", sales)
     engine = make_engine(settings.resolved_database_url)
     creds_path = settings.var_dir / "demo-credentials.json"
     with session_scope(engine) as s:
@@ -70,15 +75,12 @@ def bootstrap_demo(settings: Settings) -> str:
                 json.dump(creds, f)
         spec = yaml.safe_load(endpoint_file().read_text())
         for d in spec["endpoints"]:
-            upsert_endpoint(s, company, parse_definition(d, settings.default_max_rows, settings.max_rows_cap))
+            definition = parse_definition(d, settings.default_max_rows, settings.max_rows_cap)
+            upsert_endpoint(s, company, definition, validated(settings, company, definition)[0])
         code = {"files": {"main.py": (HERE / "repository" / "main.py").read_text()}, "entry_point": "main.py"}
         upsert_repository(s, pk(company), {**REPOSITORY, "code": code})
     engine.dispose()
 
-    databases = CompanyDatabases(settings.resolved_data_dir)
-    if "vendas" not in databases.tables(COMPANY):
-        sales = write_sales_csv(settings.var_dir / "demo" / "vendas.csv")
-        load_file(settings.resolved_data_dir, COMPANY, "vendas", sales)
     creds = json.loads(creds_path.read_text())
     return _banner(settings, creds)
 

@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dataapi.data_api import sqlguard
-from dataapi.data_api.params import DefinitionError, ParamSpec, validate_definition
+from dataapi.data_api.params import DefinitionError, ParamSpec
+from dataapi.data_api.validate import check_placeholders, check_sql
 from dataapi.identity.service import valid_slug
 from dataapi.models import Endpoint
 from dataapi.statuses import ExecutionMode
@@ -44,15 +44,16 @@ def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int) -> End
         raise DefinitionError("'sql' is required")
     if len(sql) > 100_000:
         raise DefinitionError("'sql' is longer than 100000 characters")
-    try:
-        sqlguard.check(sql)  # checked again when it runs (activities.duck.shapes): stored SQL predates the list
-    except sqlguard.SqlNotAllowed as e:
-        raise DefinitionError(f"'sql': {e.message}") from None
+    check_sql(sql)  # checked again when it runs (activities.duck.shapes): stored SQL predates the list
     raw_params = data.get("parameters", [])
     if not isinstance(raw_params, list):
         raise DefinitionError("'parameters' must be a list")
     specs = tuple(ParamSpec.from_dict(p) for p in raw_params)
-    validate_definition(sql, list(specs))
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DefinitionError(f"parameter '{duplicates[0]}' is declared more than once")
+    check_placeholders(sql, specs, unused=False)  # unused ones are refused at save (endpoints.validated)
     mode = data.get("execution_mode", ExecutionMode.SYNC)
     if mode not in MODES:
         raise DefinitionError("'execution_mode' must be 'sync' or 'async'")
@@ -85,5 +86,6 @@ def describe_endpoint(endpoint: Endpoint) -> dict[str, Any]:
         "namespace": endpoint.namespace, "slug": endpoint.slug, "description": endpoint.description,
         "sql": endpoint.sql, "parameters": json.loads(endpoint.parameters),
         "execution_mode": endpoint.execution_mode, "max_rows": endpoint.max_rows, "active": endpoint.active,
+        "columns": json.loads(endpoint.columns) if endpoint.columns is not None else None,
         "created_at": iso(endpoint.created_at), "updated_at": iso(endpoint.updated_at),
     }

@@ -10,7 +10,12 @@ from sqlmodel import Session, select
 
 from dataapi.data_api import statements
 from dataapi.data_api.definitions import EndpointDef
+from dataapi.data_api.validate import check_placeholders, describe_sql
 from dataapi.models import Company, Endpoint, Job, ShareContextRow, pk, utcnow
+from dataapi.settings import Settings
+
+NOT_VALIDATED = ("the SQL was not checked against the company's database (validation off): its tables, columns "
+                 "and types are checked when it first runs, and the catalog lists no columns for it")
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,21 @@ class Executable:
     max_rows: int
 
 
-def upsert_endpoint(session: Session, company: Company, d: EndpointDef) -> tuple[Endpoint, bool]:
+def validated(settings: Settings, company: Company, d: EndpointDef, *, validate: bool = True,
+              ) -> tuple[list[dict[str, str]] | None, list[str]]:
+    """Validation at save: every declared parameter used, then the SQL bound on the company's current database
+    (``validate.describe_sql``). Returns the result's columns (None when ``validate`` is off) and warnings;
+    raises ``validate.SqlProblem``."""
+    check_placeholders(d.sql, d.parameters)
+    if not validate:
+        return None, [NOT_VALIDATED]
+    return describe_sql(settings.resolved_data_dir, company.slug, d.sql, d.parameters,
+                        memory_limit=settings.query_memory_limit, threads=settings.query_threads), []
+
+
+def upsert_endpoint(session: Session, company: Company, d: EndpointDef,
+                    columns: list[dict[str, str]] | None = None) -> tuple[Endpoint, bool]:
+    """Creates or updates ``d``; ``columns``: its result's columns from ``validated`` (None: unknown)."""
     endpoint = session.exec(select(Endpoint).where(
         Endpoint.company_id == company.id, Endpoint.namespace == d.namespace, Endpoint.slug == d.slug)).first()
     created = endpoint is None
@@ -35,6 +54,7 @@ def upsert_endpoint(session: Session, company: Company, d: EndpointDef) -> tuple
     endpoint.parameters = json.dumps([p.to_dict() for p in d.parameters])
     endpoint.execution_mode, endpoint.max_rows = d.execution_mode, d.max_rows
     endpoint.active, endpoint.description = d.active, d.description
+    endpoint.columns = json.dumps(columns) if columns is not None else None
     endpoint.updated_at = utcnow()
     session.add(endpoint)
     session.flush()

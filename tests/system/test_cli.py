@@ -137,8 +137,18 @@ async def test_keys_log_in_until_revoked_or_disabled(cli, api):
 def test_endpoints_apply_is_idempotent_and_refuses_broken_files(cli):
     path = cli.root / "endpoints.yaml"
     path.write_text(ENDPOINTS_YAML)
-    assert cli.ok("endpoints", "apply", str(path)).strip() == "created acme2:default/totais (sync)"
-    assert cli.ok("endpoints", "apply", str(path)).strip() == "updated acme2:default/totais (sync)"
+    # table t is not loaded yet: the SQL does not bind, nothing is written
+    cli.fail_all((("endpoints", "apply", str(path)), "Table with name t does not exist"))
+    assert cli.ok("endpoints", "list", "--company", "acme2").strip() == ""
+    out = cli.ok("endpoints", "apply", "--dry-run", "--no-validate", str(path)).strip().splitlines()
+    assert out[0].startswith("warning: acme2:default/totais: the SQL was not checked")
+    assert out[1:] == ["would create acme2:default/totais (sync)"]
+    assert cli.ok("endpoints", "list", "--company", "acme2").strip() == "", "--dry-run writes nothing"
+    # saved before its table is loaded: explicitly, with a warning
+    out = cli.ok("endpoints", "apply", "--no-validate", str(path)).strip().splitlines()
+    assert out[0].startswith("warning: ") and out[1:] == ["created acme2:default/totais (sync)"]
+    assert cli.ok("endpoints", "apply", "--no-validate", str(path)).strip().endswith(
+        "updated acme2:default/totais (sync)")
 
     broken = {
         "syntax": ("company: acme2\nendpoints:\n  - slug: [unclosed\n", "cannot read"),
@@ -160,6 +170,13 @@ def test_data_load_then_the_endpoint_runs(cli):
     csv = cli.root / "t.csv"
     csv.write_text("regiao,valor\nSul,10.50\nNorte,1.25\nSul,4.00\n")
     assert "loaded 3 rows into acme2.t" in cli.ok("data", "load", "--company", "acme2", "--table", "t", str(csv))
+    path = cli.root / "endpoints.yaml"
+    assert cli.ok("endpoints", "apply", "--dry-run", str(path)).strip() == \
+        "would update acme2:default/totais (sync): regiao VARCHAR, total DECIMAL(18,2)"
+    assert cli.ok("endpoints", "apply", str(path)).strip() == "updated acme2:default/totais (sync)"
+    misspelt = cli.root / "misspelt.yaml"
+    misspelt.write_text(ENDPOINTS_YAML.replace("SUM(valor)", "SUM(valr)"))
+    cli.fail_all((("endpoints", "apply", str(misspelt)), 'Candidate bindings: "valor" (line 1, column 25)'))
 
     engine = make_engine(cli.database_url)
     try:

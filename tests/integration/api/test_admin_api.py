@@ -14,6 +14,7 @@ from api import admin
 from dataapi.db import session_scope
 from dataapi.identity import service as identity
 from tests.conftest import unique_slug
+from tests.support.errors import error_body
 
 A = "/api/v1/admin"
 LOGIN = "/api/v1/auth/api-key"
@@ -25,7 +26,8 @@ ENDPOINT = {
     "description": "Linhas por dia",
     "execution_mode": "sync",
     "max_rows": 50,
-    "sql": "SELECT range AS n, range * $fator AS m FROM range(10) WHERE range < $limite ORDER BY n",
+    "sql": "SELECT range AS n, range * $fator AS m FROM range(10) WHERE range < $limite "
+           "AND ($regiao IS NULL OR $regiao <> 'Oeste') ORDER BY n",
     "parameters": [{"name": "fator", "type": "integer", "required": True},
                    {"name": "limite", "type": "integer", "default": 3},
                    {"name": "regiao", "type": "enum", "allowed_values": ["Norte", "Sul"]}],
@@ -92,7 +94,7 @@ def company(stack_app, api) -> Company:
 def error(r: httpx.Response, status: int, code: str) -> dict:
     assert r.status_code == status, r.text
     body = r.json()
-    assert set(body) == {"code", "message"} and body["code"] == code, body
+    assert set(body) == {"code", "message", "request_id"} and body["code"] == code, body
     return body
 
 
@@ -112,6 +114,9 @@ async def test_endpoint_crud(company, api):
     assert created["active"] is True and created["created_at"] and created["updated_at"]
     assert [p["name"] for p in created["parameters"]] == ["fator", "limite", "regiao"]
     assert created["parameters"][1]["default"] == 3
+    assert created["columns"] == [{"name": "n", "type": "bigint", "duckdb_type": "BIGINT"},
+                                  {"name": "m", "type": "bigint", "duckdb_type": "BIGINT"}]
+    assert "warnings" not in created
 
     r = await api.get(f"{A}/endpoints/vendas/por-dia", headers=h)
     assert r.status_code == 200 and r.json() == created
@@ -140,8 +145,6 @@ async def test_endpoint_crud(company, api):
     {"slug": "Bad_Slug"}, {"slug": "a/b"}, {"slug": "-x"}, {"slug": ""}, {"slug": 5}, {"namespace": "Default"},
     {"parameters": [{"name": "fator", "type": "uuid"}]},
     {"parameters": [{"name": "fator", "type": "integer"}, {"name": "fator", "type": "integer"}]},
-    {"sql": "SELECT $fator + $nao_declarado AS x", "parameters": [{"name": "fator", "type": "integer"}]},
-    {"sql": "SELECT $1 AS x", "parameters": []},
     {"max_rows": 0}, {"max_rows": 100_001}, {"max_rows": -1}, {"max_rows": True}, {"max_rows": "10"},
     {"surprise": 1}, {"execution_mode": "later"}, {"sql": ""}, {"sql": None}, {"parameters": "fator"},
     {"active": "yes"}, {"parameters": [{"name": "Fator", "type": "integer"}]},
@@ -154,6 +157,65 @@ async def test_bad_definitions_are_400(company, api, change):
     if isinstance(slug, str) and slug and "/" not in slug and body["namespace"] == "vendas":  # a routable path
         error(await api.put(f"{A}/endpoints/vendas/{slug}", json=body, headers=h), 400, "INVALID_DEFINITION")
     assert (await api.get(f"{A}/endpoints", headers=h)).json() == []
+
+
+# --- validation at save: the SQL is bound on the company's current database --------------------------------
+
+@pytest.mark.parametrize("sql, parameters, says", [
+    ("SELEC 1", [], "syntax error"),
+    ("SELECT * FROM nao_existe", [], "Table with name nao_existe does not exist"),
+    ("SELECT sum(valr) AS s FROM range(3) t(valor)", [], 'Candidate bindings: "valor" (line 1, column 12)'),
+    ("SELECT 1 AS a,\n  sem_coluna AS b", [], "FROM clause is missing (line 2, column 3)"),
+    ("DROP TABLE x", [], "single SELECT"),
+    ("SELECT 1 AS a; SELECT 2 AS b", [], "single SELECT"),
+    ("SELECT current_setting('threads') AS t", [], "current_setting is not allowed"),
+    ("SELECT $fator + $nao_declarado AS x", [{"name": "fator", "type": "integer"}], "no parameter 'nao_declarado'"),
+    ("SELECT $1 AS x", [], "positional placeholder"),
+    ("SELECT 1 AS x", [{"name": "sobra", "type": "integer"}], "'sobra' is declared but the SQL does not use"),
+])
+async def test_sql_that_does_not_prepare_is_422(company, api, sql, parameters, says):
+    h = await company.headers("VisualizationManager")
+    body = {"namespace": "vendas", "slug": "quebrado", "sql": sql, "parameters": parameters}
+    for r in (await api.post(f"{A}/endpoints", json=body, headers=h),
+              await api.put(f"{A}/endpoints/vendas/quebrado", json=body, headers=h)):
+        assert r.status_code == 422, r.text
+        assert r.json()["code"] == "INVALID_SQL" and says in r.json()["message"], r.json()
+        assert "/" not in r.json()["message"].replace("/*", "")  # no server path
+    assert (await api.get(f"{A}/endpoints", headers=h)).json() == []
+
+
+async def test_validation_binds_on_the_current_database_and_can_be_deferred(company, api, tmp_path):
+    from activities.duck.versions import load_file
+
+    h = await company.headers("VisualizationManager")
+    body = {"namespace": "vendas", "slug": "totais", "parameters": [{"name": "regiao", "type": "string"}],
+            "sql": "SELECT regiao, sum(valor) AS total FROM t WHERE regiao = $regiao GROUP BY regiao"}
+    r = await api.post(f"{A}/endpoints", json=body, headers=h)
+    assert r.status_code == 422 and "Table with name t does not exist" in r.json()["message"], r.text
+    assert (await api.get(f"{A}/endpoints", headers=h)).json() == []
+
+    # saved before its table is loaded: explicitly, with a warning, and no columns known
+    r = await api.post(f"{A}/endpoints?validate=false", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["columns"] is None and "not checked" in r.json()["warnings"][0]
+    r = await api.put(f"{A}/endpoints/vendas/totais?validate=talvez", json=body, headers=h)
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_DEFINITION"
+    # validate=false skips the database, not the rest: placeholders are still checked
+    r = await api.put(f"{A}/endpoints/vendas/totais?validate=false", json={**body, "parameters": []}, headers=h)
+    assert r.status_code == 422 and r.json()["code"] == "INVALID_SQL"
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("regiao,valor\nSul,10\nNorte,5\n")
+    load_file(company.ctx.settings.resolved_data_dir, company.slug, "t", csv)
+    r = await api.put(f"{A}/endpoints/vendas/totais", json=body, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["columns"] == [{"name": "regiao", "type": "varchar", "duckdb_type": "VARCHAR"},
+                                   {"name": "total", "type": "bigint", "duckdb_type": "HUGEINT"}]
+    assert "warnings" not in r.json()
+    r = await api.put(f"{A}/endpoints/vendas/totais", json={**body, "sql": body["sql"].replace("sum(valor)",
+                                                                                            "sum(valr)")}, headers=h)
+    assert r.status_code == 422 and 'Candidate bindings: "valor"' in r.json()["message"], r.text
+    assert (await api.get(f"{A}/endpoints/vendas/totais", headers=h)).json()["sql"] == body["sql"]
 
 
 async def test_invalid_bodies_are_4xx(company, api):
@@ -333,7 +395,7 @@ async def test_another_companys_objects_are_plain_404s(stack_app, api):
 
     def same(r1: httpx.Response, r2: httpx.Response) -> None:
         assert r1.status_code == r2.status_code == 404
-        assert r1.json() == r2.json() and r1.json()["code"] == "NOT_FOUND"
+        assert error_body(r1) == error_body(r2) and r1.json()["code"] == "NOT_FOUND"
 
     same(await api.get(f"{A}/endpoints/vendas/por-dia", headers=ha),
          await api.get(f"{A}/endpoints/vendas/nao-existe", headers=ha))

@@ -86,6 +86,7 @@ class Probe:
 
 _JOB_PATHS = {"GET": ["", "/result", "/params", "/output", "/logs"], "DELETE": [""]}
 PROBES: dict[tuple[str, str], Probe] = {
+    ("GET", DATA + "/{namespace}/{slug}"): Probe(lambda w: {"slug": w.ids["endpoint"]}, fixed={"namespace": "default"}),
     ("POST", DATA + "/{namespace}/{slug}/execute"): Probe(
         lambda w: {"slug": w.ids["endpoint"]}, fixed={"namespace": "default"}, body={}),
     ("GET", DATA + "/{namespace}/{slug}/jobs/{job_id}"): Probe(
@@ -179,11 +180,13 @@ async def _call(world: World, method: str, template: str, params: dict, body, ow
 
 
 _TIME = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_REQUEST_ID = re.compile(rb',"request_id":"[^"]*"')  # every error body's own (api/request_id.py)
 
 
 def _seen(r: httpx.Response, ids: dict[str, str]) -> tuple:
-    """What a caller sees, with the id it asked for (echoed by an upsert) and the clock taken out."""
-    body = r.content
+    """What a caller sees, with the id it asked for (echoed by an upsert), the request's id and the clock taken
+    out."""
+    body = _REQUEST_ID.sub(b"", r.content)
     for value in ids.values():
         body = re.sub(rb"(?<![\w-])" + re.escape(value.encode()) + rb"(?![\w-])", b"<id>", body)
     return r.status_code, r.headers.get("content-type"), _TIME.sub(b"<time>", body)

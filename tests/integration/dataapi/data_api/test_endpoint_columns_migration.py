@@ -1,0 +1,54 @@
+"""Migration 0007 (the endpoints' validated result columns) on SQLite and PostgreSQL, over a store that already
+holds endpoints: they keep working, their columns unknown (NULL) until saved again."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from alembic import command
+from sqlalchemy import inspect, text
+
+from dataapi.data_api.definitions import describe_endpoint
+from dataapi.data_api.endpoints import find_endpoint
+from dataapi.db import alembic_config, make_engine, session_scope, upgrade
+from tests.conftest import PG_ADMIN_URL, _pg_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = _pg_database()
+    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_earlier_endpoints_have_unknown_columns(empty_url):
+    upgrade(empty_url, "0006")
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO companies (slug, name, created_at) VALUES ('acme', 'acme', "
+                              "CURRENT_TIMESTAMP)"))
+            company_id = conn.execute(text("SELECT id FROM companies WHERE slug = 'acme'")).scalar_one()
+            conn.execute(text("INSERT INTO endpoints (company_id, namespace, slug, description, sql, parameters, "
+                              "execution_mode, max_rows, active, created_at, updated_at) VALUES (:c, 'default', "
+                              "'antigo', '', 'SELECT 1 AS x', '[]', 'sync', 10, true, CURRENT_TIMESTAMP, "
+                              "CURRENT_TIMESTAMP)"), {"c": company_id})
+        engine.dispose()
+        upgrade(empty_url)
+        assert inspect(engine).get_columns("endpoints")[-1]["name"] == "columns"
+        with session_scope(engine) as s:
+            old = find_endpoint(s, company_id, "default", "antigo")
+            assert old is not None and describe_endpoint(old)["columns"] is None
+            old.columns = '[{"name": "x", "type": "integer", "duckdb_type": "INTEGER"}]'
+        with session_scope(engine) as s:
+            assert describe_endpoint(find_endpoint(s, company_id, "default", "antigo"))["columns"][0]["name"] == "x"
+        engine.dispose()
+        command.downgrade(alembic_config(empty_url), "0006")
+        assert "columns" not in {c["name"] for c in inspect(engine).get_columns("endpoints")}
+        upgrade(empty_url)
+    finally:
+        engine.dispose()
