@@ -22,7 +22,7 @@ from dataapi.settings import Settings
 # receiver, real processes, the moto S3 server, the Jobs API's and the callbacks' apps.
 pytest.register_assert_rewrite("tests.support")
 pytest_plugins = ["tests.support.receiver", "tests.support.processes", "tests.support.s3", "tests.support.jobs_api",
-                  "tests.support.callbacks"]
+                  "tests.support.callbacks", "tests.support.data_api"]
 
 PG_ADMIN_URL = os.environ.get("DATAAPI_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 

@@ -8,6 +8,7 @@ import contextlib
 import uuid
 
 import httpx
+import pytest
 import yaml
 
 from activities.duck.versions import load_file
@@ -99,3 +100,16 @@ async def served(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as api:
             yield api
+
+
+@pytest.fixture
+async def api(stack):
+    """An HTTP client of the session's whole stack (the app with its embedded query worker)."""
+    transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+def tenant(stack, api) -> Tenant:
+    return Tenant(stack, api)

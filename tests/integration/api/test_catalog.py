@@ -3,9 +3,6 @@ they may execute it, over real HTTP with the real store and a company database l
 
 from __future__ import annotations
 
-import httpx
-import pytest
-
 from dataapi.data_api.definitions import parse_definition
 from dataapi.data_api.endpoints import upsert_endpoint, validated
 from dataapi.db import session_scope
@@ -15,17 +12,6 @@ from tests.support.data_api import Tenant, bearer
 CATALOG = "/api/v1/data-api/endpoints"
 ONE = "/api/v1/data-api/default/vendas-por-regiao"
 
-
-@pytest.fixture
-async def api(stack):
-    transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as c:
-        yield c
-
-
-@pytest.fixture
-def tenant(stack, api) -> Tenant:
-    return Tenant(stack, api)
 
 
 def _save_validated(tenant: Tenant, **d) -> None:

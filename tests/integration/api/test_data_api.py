@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 
 from tests.support.data_api import Tenant, bearer, execute, wait_job
 from tests.support.errors import error_body
-
-
-@pytest.fixture
-async def api(stack):
-    transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as c:
-        yield c
-
-
-@pytest.fixture
-def tenant(stack, api) -> Tenant:
-    return Tenant(stack, api)
-
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 

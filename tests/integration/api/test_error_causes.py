@@ -3,26 +3,14 @@ answer, the async job's ``error`` and the workflow's failure (real HTTP, Tempora
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from tests.support.data_api import Tenant, execute, wait_job
+from tests.support.data_api import execute, wait_job
 from tests.support.errors import error_body
 
 BINDER = 'Binder Error: Referenced column "valr" not found in FROM clause! Candidate bindings: "valor", "data"'
 
-
-@pytest.fixture
-async def api(stack):
-    transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as c:
-        yield c
-
-
-@pytest.fixture
-def tenant(stack, api) -> Tenant:
-    return Tenant(stack, api)
 
 
 async def test_a_binder_error_reaches_the_caller_sync_async_and_in_the_workflow(tenant, api, temporal_env):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from sqlalchemy import update
 
@@ -18,19 +17,6 @@ from dataapi.data_api.params import DefinitionError
 from dataapi.db import session_scope
 from dataapi.models import Endpoint
 from tests.support.data_api import Tenant, execute, wait_job
-
-
-@pytest.fixture
-async def api(stack):
-    transport = httpx.ASGITransport(app=stack, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as c:
-        yield c
-
-
-@pytest.fixture
-def tenant(stack, api) -> Tenant:
-    return Tenant(stack, api)
-
 
 # Each reveals a server path, a setting, a secret or the catalog of the instance, or runs SQL given as text.
 REFUSED = {
