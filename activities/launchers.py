@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from activities import sandbox as sb
 from activities.sandbox import Sandbox
+from dataapi import json_values
 from dataapi.statuses import Runner
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dataapi.activities.launchers")
 SQL_RUNNER = Path(__file__).with_name("sql_runner.py")
-SQL_RUNNER_MODULES = [Path(__file__).with_name("json_values.py")]  # what sql_runner.py loads from beside it
+SQL_RUNNER_MODULES = [Path(json_values.__file__)]  # standard library only: mounted beside sql_runner.py
 
 
 def command(runner: str, code: dict, python: str, job_dir: str, sql_runner: str) -> list[str]:

@@ -15,7 +15,8 @@ A standalone script (no project imports: it runs isolated, with only the standar
    (dates and times ISO 8601, decimals as numbers, NaN and infinities as null, intervals as ISO 8601
    durations, as in Data API results).
 
-Its one project module is ``json_values.py``, loaded from beside this file (the sandbox mounts both).
+Its one project module is ``dataapi/json_values.py``: imported from the installed project, or inside the sandbox
+(where the project is absent) from beside this file, where the sandbox mounts it.
 
 Any failure prints ``error: <message>`` on stderr and exits with status 1; running out of memory prints one
 line, ``MemoryError: <message>``, so that the parent names it as it does for a Python job.
@@ -33,17 +34,16 @@ import sys
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 import duckdb
 import openpyxl
 
-if TYPE_CHECKING or __package__:  # imported as activities.sql_runner (tests, and the type checker)
-    from activities.json_values import iso_duration, unique_names
-else:  # run as a script, isolated: the module beside this file
+try:  # the installed project: imported as activities.sql_runner, or run unsandboxed
+    from dataapi.json_values import iso_duration, unique_names
+except ImportError:  # run in the sandbox, where the project is absent: the module mounted beside this file
     sys.path.insert(0, str(Path(__file__).parent))
-    from json_values import iso_duration, unique_names
+    from json_values import iso_duration, unique_names  # type: ignore[import-not-found,no-redef]
 
 READERS = {".csv": "read_csv_auto", ".json": "read_json_auto", ".parquet": "read_parquet"}
 VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")

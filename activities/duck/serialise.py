@@ -19,8 +19,8 @@ import duckdb
 import orjson
 
 from activities.duck.errors import ResultTooLarge
-from activities.json_values import iso_duration
 from dataapi.data_api.column_types import column_type
+from dataapi.json_values import iso_duration
 
 DEFAULT_MAX_RESULT_BYTES = 32 << 20
 FETCH_CHUNK = 2048  # rows turned into Python objects at a time: a big result never exists as objects at once

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import duckdb
 
 from activities.duck.errors import QueryFailed, SqlRefused
-from activities.json_values import unique_names
 from dataapi.data_api import sqlguard
+from dataapi.json_values import unique_names
 
 SMALL_RESULT_ROWS = 64  # up to this many rows the Python path is cheaper than planning DuckDB's JSON wrapping
 

@@ -24,6 +24,7 @@ from dataapi.data_api.column_types import column_type
 from dataapi.data_api.param_values import bind_value
 from dataapi.data_api.params import DefinitionError, ParamSpec, referenced_params
 from dataapi.identity.service import valid_slug
+from dataapi.json_values import unique_names
 
 if TYPE_CHECKING:
     import duckdb
@@ -95,7 +96,7 @@ def describe_sql(data_dir: Path, company: str, sql: str, specs: tuple[ParamSpec,
     finally:
         con.close()
     return [{"name": name, "type": column_type(str(duck_type)), "duckdb_type": str(duck_type)}
-            for name, duck_type in zip(_unique_names([str(r[0]) for r in rows]), (r[1] for r in rows), strict=True)]
+            for name, duck_type in zip(unique_names([str(r[0]) for r in rows]), (r[1] for r in rows), strict=True)]
 
 
 def _sample(spec: ParamSpec) -> Any:
@@ -188,18 +189,3 @@ def harden(con: duckdb.DuckDBPyConnection, cdir: Path, files: Path, memory_limit
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _unique_names(names: list[str]) -> list[str]:
-    """As the query path names its result's columns (``activities.json_values.unique_names``): ``a, a, A``
-    gives ``a, a_1, A_2``."""
-    seen: set[str] = set()
-    out = []
-    for name in names:
-        candidate, n = name, 0
-        while candidate.lower() in seen:
-            n += 1
-            candidate = f"{name}_{n}"
-        seen.add(candidate.lower())
-        out.append(candidate)
-    return out

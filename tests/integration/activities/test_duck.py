@@ -15,7 +15,7 @@ from activities.duck import databases, serialise, shapes
 from activities.duck.databases import CompanyDatabases
 from activities.duck.errors import LoadFailed, QueryFailed, QueryInterrupted
 from activities.duck.versions import load_file
-from activities.json_values import unique_names
+from dataapi.json_values import unique_names
 
 
 @pytest.fixture

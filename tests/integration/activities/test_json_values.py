@@ -9,8 +9,8 @@ import sys
 from datetime import timedelta
 
 from activities.duck.databases import CompanyDatabases
-from activities.json_values import iso_duration, unique_names
 from activities.launchers import SQL_RUNNER
+from dataapi.json_values import iso_duration, unique_names
 
 
 def test_iso_duration():

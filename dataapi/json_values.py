@@ -1,6 +1,7 @@
-"""JSON spellings of query values that both result writers share: the Data API's (``activities.duck.serialise``) and the
-Jobs API's SQL runner (``activities/sql_runner.py``, which runs isolated and loads this file from beside it).
-Standard library only, for that reason."""
+"""JSON spellings and column names of query results, shared by the Data API's writer (``activities.duck``), the
+Jobs API's SQL runner (``activities/sql_runner.py``, which runs isolated in the sandbox with this file mounted
+beside it) and the columns that validation at save reports (``dataapi.data_api.validate``). Standard library
+only, for the sandbox's sake."""
 
 from __future__ import annotations
 
