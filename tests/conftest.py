@@ -57,6 +57,18 @@ def sqlite_url(tmp_path_factory):
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    """A store with no schema yet: a new SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = _pg_database()
+    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request) -> str:
     """Runs a test once on SQLite and once on PostgreSQL."""
     return request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "pg_url"}[request.param])

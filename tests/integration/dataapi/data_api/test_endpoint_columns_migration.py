@@ -3,26 +3,12 @@ holds endpoints: they keep working, their columns unknown (NULL) until saved aga
 
 from __future__ import annotations
 
-import psycopg
-import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
 from dataapi.data_api.definitions import describe_endpoint
 from dataapi.data_api.endpoints import find_endpoint
 from dataapi.db import alembic_config, make_engine, session_scope, upgrade
-from tests.conftest import PG_ADMIN_URL, _pg_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    name = _pg_database()
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_earlier_endpoints_have_unknown_columns(empty_url):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
@@ -16,7 +15,7 @@ from dataapi.db import alembic_config, make_engine, session_scope, upgrade
 from dataapi.identity import service as identity
 from dataapi.jobs_api import jobs, repositories
 from dataapi.models import RepoJob
-from tests.conftest import PG_ADMIN_URL, _pg_database, unique_slug
+from tests.conftest import unique_slug
 
 CODE = {"files": {"main.py": "print(1)\n"}, "entry_point": "main.py"}
 
@@ -87,18 +86,6 @@ def test_an_owner_must_be_a_user_and_a_key_of_the_store(store):
             row = RepoJob(id=str(uuid.uuid4()), company_id=w["company_id"], repository_id=w["repo_id"],
                           application_id="app", client_id="c", created_by="ana", **change)
             s.add(row)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request, tmp_path):
-    """A store with no schema yet: a new SQLite file, or a new PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    name = _pg_database()
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_migration_keeps_earlier_jobs_without_an_owner(empty_url):
