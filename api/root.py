@@ -1,5 +1,5 @@
-"""``GET /``: where to go from the bare base URL (the docs, the document, health), so that a caller given only
-a base URL finds the rest."""
+"""``GET /``: where to go from the bare base URL (the docs, the document, the console, health), so that a caller
+given only a base URL finds the rest."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from api.schemas import admin, data_api, jobs_api
 INDEX = {
     "name": "Data API",
     "docs": "/docs",
+    "console": "/console",
     "openapi": "/openapi.json",
     "health": "/healthz",
     "apis": {"auth": "/api/v1/auth", "data": data_api.PREFIX, "jobs": jobs_api.PREFIX, "admin": admin.PREFIX},

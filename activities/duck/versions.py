@@ -4,6 +4,7 @@ Layout under the data directory::
 
     <company>/CURRENT            names the active database file (replaced atomically)
     <company>/db-000042.duckdb   database versions; only the current one is kept
+    <company>/loads.jsonl        the history of the loads, newest last (``load_history``)
     <company>/files/             Parquet/CSV/JSON the company's SQL may read (by absolute path)
     <company>/tmp/               DuckDB spill files
 
@@ -16,19 +17,26 @@ query still running on the old version keeps its open file (Linux keeps an unlin
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from activities.duck import load_history
 from activities.duck.errors import LoadFailed
+from activities.duck.load_history import LoadRecord
 from dataapi.data_api.params import NAME_RE
 from dataapi.identity.service import valid_slug
+
+log = logging.getLogger("dataapi.activities.duck.versions")
 
 VERSION_RE = re.compile(r"db-(\d{6,})\.duckdb")
 _OLD_FILE_RE = re.compile(r"db-\d{6,}\.duckdb(?:\.wal)?")
@@ -57,8 +65,16 @@ def files_dir(data_dir: Path, slug: str) -> Path:
 
 
 def load_file(data_dir: Path, slug: str, table: str, path: Path, replace: bool = True) -> int:
-    """Loads a CSV, Parquet or JSON file into ``table`` of a new database version of the company; returns its
-    row count (rows added when appending). Loads of one company are serialised by a lock file."""
+    """Loads a file (``load``) and returns the rows it wrote (rows added when appending)."""
+    return load(data_dir, slug, table, path, replace=replace).rows
+
+
+def load(data_dir: Path, slug: str, table: str, path: Path, replace: bool = True, *, name: str | None = None,
+         by: str | None = None, via: str | None = None) -> LoadRecord:
+    """Loads a CSV, Parquet or JSON file into ``table`` of a new database version of the company, switches CURRENT
+    to it and records the load in the company's history (``load_history``), which it returns. ``name`` is the
+    source's name for the history (default: the file's own name), ``by`` and ``via`` who loaded it and how.
+    Loads of one company are serialised by a lock file."""
     if not NAME_RE.fullmatch(table):
         raise LoadFailed(f"table name {table!r} must match {NAME_RE.pattern}")
     path = Path(path)
@@ -67,23 +83,34 @@ def load_file(data_dir: Path, slug: str, table: str, path: Path, replace: bool =
     reader = _reader(path)
     cdir = company_dir(Path(data_dir).resolve(), slug)
     with _exclusive(cdir / "load.lock"):
+        started = time.monotonic()
         current = read_current(cdir)
         target = cdir / f"db-{_next_version(cdir):06d}.duckdb"
         if current is not None:
             shutil.copyfile(cdir / current, target)  # safe: readers never write to it
         try:
-            count = _load(target, table, reader, path, replace)
+            mode, count, total = _load(target, table, reader, path, replace)
         except duckdb.Error as e:
             target.unlink(missing_ok=True)
             raise LoadFailed(str(e)) from None
         _write_current(cdir, target.name)
+        record = LoadRecord(
+            version=target.name, table=table, mode=mode, rows=count, table_rows=total, file=name or path.name,
+            bytes=path.stat().st_size, db_bytes=target.stat().st_size,
+            at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), ms=round((time.monotonic() - started) * 1000),
+            by=by, via=via)
+        try:
+            load_history.append(cdir, record)
+        except OSError as e:  # the load has taken effect: an unwritable history must not report it as failed
+            log.warning("load of %s.%s not recorded in the history: %s", slug, table, e)
         for old in cdir.iterdir():
             if _OLD_FILE_RE.fullmatch(old.name) and not old.name.startswith(target.name):
                 old.unlink(missing_ok=True)
-    return count
+    return record
 
 
-def _load(target: Path, table: str, reader: str, path: Path, replace: bool) -> int:
+def _load(target: Path, table: str, reader: str, path: Path, replace: bool) -> tuple[str, int, int]:
+    """The load's mode (create, replace or append), the rows it wrote and the rows of the table after it."""
     ident = f'"{table}"'  # NAME_RE already excludes quotes; quoting also covers reserved words
     con = duckdb.connect(str(target))
     try:
@@ -91,12 +118,15 @@ def _load(target: Path, table: str, reader: str, path: Path, replace: bool) -> i
             "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?", [table]))[0]
         source = f"SELECT * FROM {reader}($path)"  # noqa: S608 - reader is one of three names, path is bound
         if replace or not exists:
+            mode = "replace" if exists else "create"
             con.execute(f"CREATE OR REPLACE TABLE {ident} AS {source}", {"path": str(path)})
-            count = one_row(con.execute(f"SELECT count(*) FROM {ident}"))[0]  # noqa: S608 - NAME_RE
+            count = total = one_row(con.execute(f"SELECT count(*) FROM {ident}"))[0]  # noqa: S608 - NAME_RE
         else:
+            mode = "append"
             count = one_row(con.execute(f"INSERT INTO {ident} BY NAME {source}", {"path": str(path)}))[0]
+            total = one_row(con.execute(f"SELECT count(*) FROM {ident}"))[0]  # noqa: S608 - NAME_RE
         con.execute("CHECKPOINT")  # everything in the file itself: the next copy must not need a WAL
-        return count
+        return mode, count, total
     finally:
         con.close()
 

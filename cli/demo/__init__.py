@@ -6,19 +6,23 @@ import csv
 import json
 import os
 import random
+import secrets
 from datetime import date, timedelta
 from pathlib import Path
 
 import yaml
+from sqlmodel import Session
 
 from dataapi.data_api.definitions import parse_definition
 from dataapi.data_api.endpoints import upsert_endpoint, validated
 from dataapi.db import make_engine, session_scope
+from dataapi.identity import passwords
 from dataapi.identity import service as identity
 from dataapi.jobs_api.repositories import upsert_repository
-from dataapi.models import pk
+from dataapi.models import Company, pk
 from dataapi.secrets import secret_key
 from dataapi.settings import Settings
+from dataapi.statuses import UserKind
 
 HERE = Path(__file__).parent
 COMPANY = "acme"
@@ -28,6 +32,7 @@ REPOSITORY = {"id": "202009231629398695", "name": "Test Repository", "runner": "
               "default_params": {"a": 10, "b": 20, "hyperparam": "Hyperparam_Example"},
               "metadata": {"name": "Test Repository", "more_data": 42}}
 APPLICATION_ID, CLIENT_ID = "demo-app", "demo-client"
+HUMAN, HUMAN_POLICIES = "demo-admin", ["CompanyAdmin"]  # the console's demo login
 REGIONS = ["Norte", "Nordeste", "Centro-Oeste", "Sudeste", "Sul"]
 PRODUCTS = ["Notebook", "Monitor", "Teclado", "Mouse", "Cadeira", "Mesa", "Headset", "Webcam"]
 
@@ -73,6 +78,9 @@ def bootstrap_demo(settings: Settings) -> str:
             fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(creds, f)
+        console_path = settings.var_dir / "demo-console.json"
+        if not console_path.exists():
+            _console_login(s, company, console_path)
         spec = yaml.safe_load(endpoint_file().read_text())
         for d in spec["endpoints"]:
             definition = parse_definition(d, settings.default_max_rows, settings.max_rows_cap)
@@ -82,7 +90,32 @@ def bootstrap_demo(settings: Settings) -> str:
     engine.dispose()
 
     creds = json.loads(creds_path.read_text())
-    return _banner(settings, creds)
+    return _banner(settings, creds) + console_banner(settings)
+
+
+def _write_secret_file(path: Path, data: dict) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+
+
+def _console_login(s: Session, company: Company, path: Path) -> None:
+    """The demo's human user (CompanyAdmin) with a new random password, kept in ``path`` (0600)."""
+    user = identity.get_user(s, company, HUMAN) or identity.create_user(s, company, HUMAN, HUMAN_POLICIES,
+                                                                        kind=UserKind.HUMAN)
+    password = secrets.token_urlsafe(12)
+    passwords.set_password(s, user, password)
+    _write_secret_file(path, {"company": COMPANY, "name": HUMAN, "password": password})
+
+
+def console_banner(settings: Settings) -> str:
+    """The console's URL and the demo login, when the demo has one."""
+    path = settings.var_dir / "demo-console.json"
+    if not path.exists():
+        return f"Console: {settings.base_url}/console\n"
+    login = json.loads(path.read_text())
+    return (f"Console: {settings.base_url}/console   log in as company {login['company']}, user {login['name']}, "
+            f"password {login['password']} (var/demo-console.json)\n")
 
 
 def _banner(settings: Settings, creds: dict) -> str:
