@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -46,6 +49,17 @@ def result_key(inp: QueryInput) -> str:
     return f"results/{inp.company_slug}/{inp.job_id}.json"
 
 
+def rows_key(inp: QueryInput) -> str:
+    """Every row of the result as Parquet (``inp.store_rows``), read by ``dataapi.data_api.results``."""
+    return f"results/{inp.company_slug}/{inp.job_id}.parquet"
+
+
+def _temporary_parquet() -> Path:
+    fd, name = tempfile.mkstemp(prefix="dataapi-rows-", suffix=".parquet")
+    os.close(fd)
+    return Path(name)
+
+
 def result_document(result: QueryResult) -> bytes:
     """The stored result: ``{columns, rows, row_count, truncated}``, rows spliced in without re-encoding."""
     return b"".join((
@@ -73,8 +87,11 @@ class RunningQuery:
         self._interrupts: list[Callable[[], None]] = []
         self._stopped = False
         params = to_bind([ParamSpec.from_dict(p, stored=True) for p in inp.param_specs], inp.params)
+        # The rows, written as DuckDB produces them, wait in a local file for the artifact store.
+        self.rows_path = _temporary_parquet() if inp.store_rows else None
+        store = (self.rows_path, inp.rows_limit or inp.max_rows) if self.rows_path is not None else None
         self.future = asyncio.ensure_future(owner._run(inp.company_slug, inp.sql, params, inp.max_rows,
-                                                       self._on_start))
+                                                       self._on_start, store))
 
     def _on_start(self, interrupt: Callable[[], None]) -> None:
         with self._lock:
@@ -90,7 +107,16 @@ class RunningQuery:
         for interrupt in interrupts:
             interrupt()
         # QueryInterrupted, expected: retrieved so that asyncio does not report it
-        self.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.future.add_done_callback(self._stopped_done)
+
+    def _stopped_done(self, future: asyncio.Future) -> None:
+        future.cancelled() or future.exception()
+        self.discard()
+
+    def discard(self) -> None:
+        """Removes the local file of the rows (stored, or not wanted any more)."""
+        if self.rows_path is not None:
+            self.rows_path.unlink(missing_ok=True)
 
 
 class QueryActivities(BlockingActivities):
@@ -137,6 +163,12 @@ class QueryActivities(BlockingActivities):
     async def run_query(self, inp: QueryInput) -> QueryOutput:
         log_context.set({"job_id": inp.job_id, "company": inp.company_slug, "endpoint": inp.endpoint})
         query = self._take_over(inp)
+        try:
+            return await self._complete(inp, query)
+        finally:
+            query.discard()
+
+    async def _complete(self, inp: QueryInput, query: RunningQuery) -> QueryOutput:
         running, executed_at = query.future, query.executed_at
         local = activity.info().is_local
         # An async query's local attempt gives up at its budget; the regular activity then runs it.
@@ -168,9 +200,11 @@ class QueryActivities(BlockingActivities):
             log.warning("job %s (%s): query interrupted: %s", inp.job_id, inp.endpoint, e)
             return await self._failed(inp, executed_at, "ExecutionError", "Query execution failed")
         key = result_key(inp)
-        document = await self._persist(inp, self._store, key, result, inp)
+        document = await self._persist(inp, self._store, key, result, inp, query.rows_path)
+        stored = result.stored_row_count is not None
         out = QueryOutput(status=QueryStatus.COMPLETED, result_key=key, row_count=result.row_count,
-                          truncated=result.truncated, executed_at=executed_at)
+                          truncated=result.truncated, executed_at=executed_at,
+                          rows_key=rows_key(inp) if stored else None, total_row_count=result.stored_row_count)
         return self._handed_off(inp, out, document)
 
     async def _persist(self, inp: QueryInput, fn: Callable[..., Any], *args: Any) -> Any:
@@ -188,11 +222,16 @@ class QueryActivities(BlockingActivities):
         return self._handed_off(inp, QueryOutput(status=QueryStatus.FAILED, executed_at=executed_at, error=error,
                                             error_type=error_type))
 
-    def _store(self, key: str, result: QueryResult, inp: QueryInput) -> bytes:
+    def _store(self, key: str, result: QueryResult, inp: QueryInput, rows_path: Path | None) -> bytes:
         document = result_document(result)
         self.artifacts.put_bytes(key, document)
-        self._finish(inp, JobStatus.COMPLETED, {"result_key": key, "row_count": result.row_count,
-                                        "truncated": result.truncated})
+        fields: dict[str, Any] = {"result_key": key, "row_count": result.row_count, "truncated": result.truncated}
+        if result.stored_row_count is not None and rows_path is not None:
+            self.artifacts.put_file(rows_key(inp), rows_path)
+            fields["rows_key"] = rows_key(inp)
+            if inp.rows_limit:  # an export endpoint: its job body tells the total and links the next page
+                fields |= {"total_row_count": result.stored_row_count, "rows_truncated": result.stored_truncated}
+        self._finish(inp, JobStatus.COMPLETED, fields)
         return document
 
     def _finish(self, inp: QueryInput, status: JobStatus, fields: dict) -> None:

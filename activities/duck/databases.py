@@ -17,7 +17,8 @@ import duckdb
 from activities.duck import versions
 from activities.duck.errors import QueryFailed, QueryInterrupted, ResultTooLarge, caller_message
 from activities.duck.serialise import DEFAULT_MAX_RESULT_BYTES, QueryResult, serialise_json_rows, serialise_rows
-from activities.duck.shapes import SMALL_RESULT_ROWS, Shape, shape_of
+from activities.duck.shapes import SMALL_RESULT_ROWS, Shape, first_rows, shape_of
+from activities.duck.stored import write_parquet
 from dataapi.data_api.validate import harden
 from dataapi.identity.service import valid_slug
 
@@ -51,8 +52,12 @@ class CompanyDatabases:
         return versions.files_dir(self.data_dir, slug)
 
     def run(self, slug: str, sql: str, params: dict, max_rows: int,
-            on_start: Callable[[Callable[[], None]], None] | None = None) -> QueryResult:
-        """Runs one SELECT with ``$name`` parameters bound; at most ``max_rows`` rows come back."""
+            on_start: Callable[[Callable[[], None]], None] | None = None,
+            store: tuple[Path, int] | None = None) -> QueryResult:
+        """Runs one SELECT with ``$name`` parameters bound; at most ``max_rows`` rows come back. ``store`` (a
+        path, a row limit): the JSON's pass is limited to ``max_rows + 1`` rows, then the query runs again on
+        the same cursor (the same database version) and up to that many rows are written to the path as
+        Parquet, as DuckDB produces them."""
         cursor, shapes = self._cursor(slug)
         stop = _Interrupt(cursor)
         refused = False
@@ -70,10 +75,20 @@ class CompanyDatabases:
             if stop.requested:  # DuckDB clears an interrupt when a query starts: an early one would be lost
                 raise QueryInterrupted()
             json_rows = None if shape.small else shape.json_rows
-            cursor.execute(json_rows if json_rows is not None else shape.python_rows, bind)
+            statement = json_rows if json_rows is not None else shape.python_rows
+            if store is not None:  # the JSON wants the first rows only; every row goes to the Parquet below
+                statement = first_rows(cursor, statement, max_rows + 1)
+            cursor.execute(statement, bind)
             serialise = serialise_json_rows if json_rows is not None else serialise_rows
             result = serialise(cursor, shape.names, shape.duck_types, max_rows, self.max_result_bytes)
             shape.small = result.row_count <= SMALL_RESULT_ROWS
+            if store is not None:
+                if stop.requested:
+                    raise QueryInterrupted()
+                cursor.abort()  # the rows past max_rows the JSON did not fetch
+                stored = write_parquet(cursor.sql(shape.stored_rows, params=bind),
+                                       shape.names, shape.duck_types, store[1], store[0])
+                result.stored_row_count, result.stored_truncated = stored.row_count, stored.truncated
         except ResultTooLarge:
             refused = True
             raise

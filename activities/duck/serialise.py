@@ -35,6 +35,8 @@ class QueryResult:
     rows_json: bytes  # JSON array of objects, keys in column order
     row_count: int
     truncated: bool
+    stored_row_count: int | None = None  # rows stored as Parquet as well (CompanyDatabases.run's ``store``)
+    stored_truncated: bool = False  # the query had more rows than the stored limit
 
 
 def serialise_rows(cursor: duckdb.DuckDBPyConnection, names: list[str], duck_types: list[str],

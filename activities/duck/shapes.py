@@ -22,6 +22,7 @@ class Shape:
     parameters: set[str]  # the named parameters the statement uses
     json_rows: duckdb.Statement | None  # each row as JSON written by DuckDB, when the column types allow
     python_rows: duckdb.Statement  # rows for the Python path (decimals as DOUBLE)
+    stored_rows: duckdb.Statement  # rows for Parquet (``stored_rows_sql``, else the statement itself)
     small: bool = False  # its last result was small: the Python path costs less (no JSON wrapping to plan)
 
 
@@ -41,7 +42,28 @@ def shape_of(cursor: duckdb.DuckDBPyConnection, sql: str, params: dict) -> Shape
         # same. Projections keep the query's row order.
         casts = ", ".join(f"#{i}::DOUBLE" if t.startswith("DECIMAL") else f"#{i}" for i, t in enumerate(duck_types, 1))
         python_rows = single_select(cursor, f"SELECT {casts} FROM (\n{strip_tail(sql)}\n)")  # noqa: S608
-    return Shape(names, duck_types, parameters, single_select(cursor, as_json) if as_json else None, python_rows)
+    stored = stored_rows_sql(sql, duck_types)
+    return Shape(names, duck_types, parameters, single_select(cursor, as_json) if as_json else None, python_rows,
+                 single_select(cursor, stored) if stored else statement)
+
+
+# Column types Parquet cannot hold (or that Arrow gives without their meaning): stored as their text.
+_AS_TEXT = ("INTERVAL", "TIME WITH TIME ZONE", "UNION", "BIGNUM", "VARINT", "BIT")
+
+
+def stored_rows_sql(sql: str, duck_types: list[str]) -> str | None:
+    """A statement giving the rows of ``sql`` with the columns Parquet cannot hold as text, or None when none
+    needs it. Projections keep the query's row order (the writer names the columns as the result does)."""
+    if not any(t.startswith(_AS_TEXT) for t in duck_types):
+        return None
+    casts = ", ".join(f"#{i}::VARCHAR" if t.startswith(_AS_TEXT) else f"#{i}" for i, t in enumerate(duck_types, 1))
+    return f"SELECT {casts} FROM (\n{strip_tail(sql)}\n)"  # noqa: S608
+
+
+def first_rows(cursor: duckdb.DuckDBPyConnection, statement: duckdb.Statement, rows: int) -> duckdb.Statement:
+    """``statement`` limited to its first ``rows`` rows, in its order: DuckDB then stops early, and a sort becomes
+    a top-N that holds ``rows`` rows instead of every row."""
+    return single_select(cursor, f"SELECT * FROM (\n{strip_tail(statement.query)}\n) LIMIT {int(rows)}")  # noqa: S608
 
 
 def single_select(cursor: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
