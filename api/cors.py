@@ -16,7 +16,7 @@ REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", REQUEST_I
                    "organization_id", "application_id", "client_id", "repository_id"]
 # What a browser application may read of an answer besides the CORS-safelisted headers.
 EXPOSED_HEADERS = [REQUEST_ID, "Retry-After", "Location", "Content-Disposition",
-                   "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
+                   "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"]
 
 
 def with_cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
