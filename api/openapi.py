@@ -1,16 +1,25 @@
-"""The OpenAPI 3.1 document, assembled from the fragments of api/schemas/, and an offline docs page (Swagger UI
-assets from the openapi-ui-bundles package)."""
+"""The OpenAPI 3.1 document, assembled from the fragments of api/schemas/; a company's own document
+(``api.schemas.company``, served at ``/api/v1/data-api/openapi.json``); and an offline docs page (Swagger UI assets
+from the openapi-ui-bundles package) that shows either."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from openapi_ui_bundles import swagger_ui
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from api.auth import requires
+from api.context import AppContext
 from api.errors import JSONResponse
 from api.schemas.common import COMPONENTS
+from api.schemas.company import company_document
+from dataapi.data_api import catalog
+from dataapi.db import session_scope
 
 
 def build_document(fragments: list[dict]) -> dict:
@@ -32,6 +41,21 @@ async def openapi_json(request: Request) -> JSONResponse:
     return JSONResponse(request.app.state.openapi)
 
 
+@requires("data_api:execute")
+async def company_openapi(request: Request) -> JSONResponse:
+    """The caller's company's document: one operation per endpoint the caller may execute."""
+    ctx: AppContext = request.app.state.ctx
+    claims = request.state.claims
+
+    def read() -> list[dict[str, Any]]:
+        with session_scope(ctx.engine) as session:
+            entries = catalog.list_catalog(session, claims)
+            return [catalog.catalog_entry(session, claims, e["namespace"], e["slug"]) or e for e in entries]
+
+    entries = await run_in_threadpool(read)
+    return JSONResponse(company_document(f"Data API of {claims.company_slug}", entries))
+
+
 DOCS_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Data API</title>
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
@@ -40,7 +64,29 @@ DOCS_HTML = """<!doctype html>
 <script src="/docs/assets/docs-init.js"></script>
 </body></html>"""
 
-DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#ui', deepLinking: true});"
+# `/docs` shows the API's document; `/docs?url=/api/v1/data-api/openapi.json#token=<access token>` shows a
+# company's, fetched with the token (the fragment never reaches a server or its logs). Only a path of this origin is
+# loaded, and the token is sent only to this origin.
+DOCS_INIT = """(function () {
+  var asked = new URLSearchParams(location.search).get('url') || '';
+  var url = /^\\/(?!\\/)[^\\\\]*$/.test(asked) ? asked : '/openapi.json';
+  var token = new URLSearchParams(location.hash.slice(1)).get('token') || sessionStorage.getItem('dataapi-token');
+  if (token) {
+    sessionStorage.setItem('dataapi-token', token);
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  window.ui = SwaggerUIBundle({
+    url: url, dom_id: '#ui', deepLinking: true,
+    requestInterceptor: function (req) {
+      if (token && new URL(req.url, location.href).origin === location.origin && !req.headers.Authorization) {
+        req.headers.Authorization = 'Bearer ' + token;
+      }
+      return req;
+    },
+    onComplete: function () { if (token) { window.ui.preauthorizeApiKey('bearer', token); } }
+  });
+})();
+"""
 
 
 async def docs_page(_request: Request) -> HTMLResponse:

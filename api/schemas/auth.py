@@ -13,12 +13,18 @@ _TOKEN_PAIR = {
         "user": {"type": "object"},
     },
 }
+
+
+def _text(max_length: int) -> dict:
+    """A non-empty string of at most ``max_length`` characters, no NUL (``api.requests.string_field``)."""
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": r"^[^\x00]*$"}
+
+
 _LOGIN = {
     "type": "object", "required": ["company_slug", "api_key", "api_secret"],
-    "properties": {"company_slug": {"type": "string"}, "api_key": {"type": "string"},
-                   "api_secret": {"type": "string"}},
+    "properties": {"company_slug": _text(63), "api_key": _text(64), "api_secret": _text(256)},
 }
-_REFRESH = {"type": "object", "required": ["refresh_token"], "properties": {"refresh_token": {"type": "string"}}}
+_REFRESH = {"type": "object", "required": ["refresh_token"], "properties": {"refresh_token": _text(4096)}}
 _PERMISSIONS = {
     "type": "object", "required": ["actions"],
     "properties": {"user_id": {"type": "integer"}, "company_slug": {"type": "string"},

@@ -34,9 +34,27 @@ COMPONENTS = {
 }
 
 REASONS = {400: "Bad request", 401: "Missing or invalid credentials", 403: "Missing permission",
-           404: "Not found", 408: "Timed out", 409: "Conflict", 413: "Body too large",
+           404: "Not found", 408: "Timed out", 409: "Conflict", 410: "The job's result expired (RESULT_EXPIRED)",
+           413: "Body too large",
            415: "Unsupported media type", 422: "Invalid parameter", 429: "Too many failed attempts",
            500: "Error", 503: "The metadata store or Temporal is unreachable; retry later"}
+
+
+# A time of day as datetime.fromisoformat takes it after a date: HH:MM, seconds and microseconds optional, then an
+# optional Z or UTC offset.
+TIME_OF_DAY = (r"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+               r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?")
+
+
+def calendar_day(sep: str = "") -> str:
+    """A regular expression of the days of the calendar, ``YYYY{sep}MM{sep}DD``: years 0001 to 9999, the days
+    each month has, February 29 of leap years (what ``datetime`` takes). ``[0-9]``, never ``\\d``: some regex
+    engines take any Unicode digit for ``\\d``."""
+    year = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
+    leap = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+    days = (rf"(?:0[1-9]|1[0-2]){sep}(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2]){sep}(?:29|30)"
+            rf"|(?:0[13578]|1[02]){sep}31")
+    return rf"(?:{year}{sep}(?:{days})|{leap}{sep}02{sep}29)"
 
 
 def json_body(schema: dict, required: bool = True) -> dict:

@@ -33,6 +33,12 @@ class IdentityError(InvalidDefinition):
     """A rule of the identity domain was broken (bad slug, unknown company, duplicate name...)."""
 
 
+class NameTaken(IdentityError):
+    """The name is taken already (a conflict with what exists, not a malformed request)."""
+
+    status, code = 409, "CONFLICT"
+
+
 class AuthFailed(Exception):
     """Credentials or a refresh token were refused. One message for every cause, on purpose: the caller turns
     it into its answer with ``refusal``."""
@@ -108,7 +114,7 @@ def create_user(session: Session, company: Company, name: str, policies: list[st
     if not name.strip() or len(name) > 200:
         raise IdentityError("user name must be 1 to 200 characters")
     if session.exec(select(User).where(User.company_id == company.id, User.name == name)).first():
-        raise IdentityError(f"user {name!r} already exists in {company.slug!r}")
+        raise NameTaken(f"user {name!r} already exists in {company.slug!r}")
     user = User(company_id=pk(company), name=name, kind=kind)
     session.add(user)
     session.flush()

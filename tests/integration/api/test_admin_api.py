@@ -287,9 +287,10 @@ async def test_users_and_keys(company, api):
     assert {k: r.json()[k] for k in ("name", "kind", "disabled", "policies")} == \
         {"name": "erp", "kind": "integration", "disabled": False, "policies": ["DataAPIConsumer"]}
     assert "erp" in [u["name"] for u in (await api.get(f"{A}/users", headers=h)).json()]
-    for bad in ({"name": "erp", "policies": []}, {"name": "x", "policies": ["Root"]}, {"name": "", "policies": []},
+    for bad in ({"name": "x", "policies": ["Root"]}, {"name": "", "policies": []},
                 {"name": 1}, {"name": "y", "policies": "CompanyAdmin"}, {"name": "z", "kind": "robot"}):
         error(await api.post(f"{A}/users", json=bad, headers=h), 400, "INVALID_DEFINITION")
+    error(await api.post(f"{A}/users", json={"name": "erp", "policies": []}, headers=h), 409, "CONFLICT")
     assert (await api.post(f"{A}/users", json={"name": "ana", "kind": "human"}, headers=h)).status_code == 201
     error(await api.post(f"{A}/users/ana/keys", headers=h), 400, "INVALID_DEFINITION")
     error(await api.post(f"{A}/users/ninguem/keys", headers=h), 404, "NOT_FOUND")
