@@ -10,18 +10,24 @@ Needs only httpx: it imports nothing else of this project, so it can be copied o
 """
 
 from dataapi.client._core import QueryResult
+from dataapi.client._ops import ResultPage
 from dataapi.client.aio import AsyncClient, AsyncJob
 from dataapi.client.errors import (
     AuthenticationError,
+    ConflictError,
     DataAPIError,
     ExecutionError,
     ExecutionTimeoutError,
+    IdempotencyKeyReusedError,
     JobFailedError,
     JobNotFinishedError,
     JobTimeoutError,
+    NotAcceptableError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimit,
     RateLimitedError,
+    ResultExpiredError,
     ServerError,
     ValidationError,
 )
@@ -29,8 +35,9 @@ from dataapi.client.sync import Client, Job
 from dataapi.client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
-    "AsyncClient", "AsyncJob", "AuthenticationError", "Client", "DataAPIError", "ExecutionError",
-    "ExecutionTimeoutError", "Job", "JobFailedError", "JobNotFinishedError", "JobTimeoutError", "NotFoundError",
-    "PermissionDeniedError", "QueryResult", "RateLimitedError", "ServerError", "ValidationError",
+    "AsyncClient", "AsyncJob", "AuthenticationError", "Client", "ConflictError", "DataAPIError", "ExecutionError",
+    "ExecutionTimeoutError", "IdempotencyKeyReusedError", "Job", "JobFailedError", "JobNotFinishedError",
+    "JobTimeoutError", "NotAcceptableError", "NotFoundError", "PermissionDeniedError", "QueryResult", "RateLimit",
+    "RateLimitedError", "ResultExpiredError", "ResultPage", "ServerError", "ValidationError",
     "WebhookVerificationError", "verify_webhook",
 ]

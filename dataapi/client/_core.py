@@ -3,10 +3,12 @@ the polling schedule. No I/O here."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mimetypes
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from dataapi.client.errors import DataAPIError, JobFailedError, error_from_response, parse_retry_after
+from dataapi.client.errors import DataAPIError, JobFailedError, RateLimit, error_from_response, parse_retry_after
 
 USER_AGENT = "dataapi-python-client/1"
 DEFAULT_TIMEOUT = httpx.Timeout(90.0, connect=10.0)  # a sync query may take the server's 60 s, plus the trip
@@ -56,6 +58,10 @@ def _margin(ttl: float) -> float:
     return min(30.0, ttl / 5) + 1.0
 
 
+def bearer(tokens: Tokens, headers: dict | None = None) -> dict:
+    return {**(headers or {}), "Authorization": f"Bearer {tokens.access}"}
+
+
 @dataclass
 class Tokens:
     """A token pair and when each stops being usable, on the monotonic clock. Lifetimes count from when the
@@ -93,7 +99,9 @@ class QueryResult:
     """Rows of an endpoint: from a sync execution, or the result of a completed async job.
 
     ``executed_at`` is when the sync query ran, or when the async job completed; ``job_id`` is the async job's
-    id (None for a sync execution); ``raw`` the decoded answer as the server sent it."""
+    id (None for a sync execution); ``raw`` the decoded answer as the server sent it. Of a sync answer:
+    ``cached`` (answered from the result cache, ``X-Cache: HIT``), ``age`` (its ``Age``: seconds since that
+    execution), ``request_id`` (``X-Request-Id``) and ``rate_limit`` (its ``RateLimit-*`` headers)."""
 
     rows: list[dict]
     columns: list[dict] | None
@@ -103,6 +111,22 @@ class QueryResult:
     executed_at: str | None = None
     job_id: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
+    cached: bool = False
+    age: float | None = None
+    request_id: str | None = None
+    rate_limit: RateLimit | None = None
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> QueryResult:
+        result = cls.from_body(response.json())
+        h = response.headers
+        result.cached = h.get("x-cache", "").upper() == "HIT" or bool(result.raw.get("cached"))
+        try:
+            result.age = float(h["age"]) if "age" in h else None
+        except ValueError:
+            result.age = None
+        result.request_id, result.rate_limit = h.get("x-request-id"), RateLimit.from_headers(h)
+        return result
 
     @classmethod
     def from_body(cls, body: dict, job_id: str | None = None, executed_at: str | None = None) -> QueryResult:
@@ -132,6 +156,9 @@ class JobState:
     callback: dict | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
+    deleted: bool = False
+    retry_after: float | None = field(default=None, repr=False)  # of the last poll: the next pause
+
     def update(self, body: dict) -> None:
         self.job_id = body.get("job_id", self.job_id)
         self.status = body.get("status", self.status)
@@ -143,6 +170,19 @@ class JobState:
     @property
     def done(self) -> bool:
         return self.status != "processing"
+
+    def stored_id(self) -> str:
+        """The job's id, for the routes of a stored job (a sync execution answered at once has none)."""
+        if self.job_id is None:
+            raise ValueError("a sync execution answered at once is no stored job; use execute() or export()")
+        return self.job_id
+
+    def cancelled(self, body: dict | None) -> None:
+        """What a DELETE answered: the cancelled job's body, or None when the finished job was deleted."""
+        if body is None:
+            self.deleted = True
+        else:
+            self.update(body)
 
     def outcome(self) -> QueryResult:
         """The result of a finished job, or JobFailedError."""
@@ -217,6 +257,20 @@ def run_form(params: dict | None, metadata: dict | None) -> dict:
     if metadata is not None:
         data["metadata"] = json.dumps(metadata)
     return data
+
+
+@contextlib.contextmanager
+def partial_file(target: Path) -> Iterator[Any]:
+    """An open ``<target>.part`` renamed to ``target`` when the block ends well, removed when it fails: a
+    broken download never leaves a truncated file under the real name."""
+    partial = target.with_name(target.name + ".part")
+    try:
+        with partial.open("wb") as out:
+            yield out
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(target)
 
 
 def download_target(path: str | os.PathLike, response: httpx.Response, default_name: str) -> Path:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -19,13 +21,15 @@ class DataAPIError(Exception):
     ``status`` is the HTTP status (None when no single response carries the failure, e.g. a job that failed
     while it was being waited for), ``code`` the API's error code (``EXECUTION_ERROR``, ``ENDPOINT_NOT_FOUND``,
     ...), ``message`` its message, ``request_id`` the server's id of the request when it sent one, ``body``
-    the decoded answer (a dict, or the text when it was not JSON)."""
+    the decoded answer (a dict, or the text when it was not JSON), ``rate_limit`` the answer's ``RateLimit-*``
+    headers when it carried them (an execute's)."""
 
     def __init__(self, status: int | None, code: str, message: str, request_id: str | None = None,
                  body: Any = None, retry_after: float | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.request_id, self.body, self.retry_after = request_id, body, retry_after
+        self.rate_limit: RateLimit | None = None
 
     def __str__(self) -> str:
         where = f"HTTP {self.status} " if self.status is not None else ""
@@ -35,6 +39,25 @@ class DataAPIError(Exception):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, message={self.message!r}, "
                 f"request_id={self.request_id!r})")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The IETF draft's ``RateLimit-*`` headers of an execute: the limit closest to exhaustion (``limit``
+    requests, ``remaining`` of them, the window ending in ``reset`` seconds) and every ``policy`` that applies."""
+
+    limit: int
+    remaining: int
+    reset: float
+    policy: str | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimit | None:
+        try:
+            return cls(int(headers["ratelimit-limit"]), int(headers["ratelimit-remaining"]),
+                       float(headers.get("ratelimit-reset") or 0), headers.get("ratelimit-policy"))
+        except (KeyError, ValueError):
+            return None
 
 
 class ValidationError(DataAPIError):
@@ -57,8 +80,25 @@ class ExecutionTimeoutError(DataAPIError):
     """408 ``EXECUTION_TIMEOUT``: a sync query ran past the server's limit (use the endpoint in async mode)."""
 
 
+class NotAcceptableError(DataAPIError):
+    """406 ``NOT_ACCEPTABLE``: the result cannot be given in the format asked for (the message lists those it can)."""
+
+
+class ConflictError(DataAPIError):
+    """409: the request clashes with the object's state (``IDEMPOTENCY_KEY_IN_USE``: retry)."""
+
+
+class ResultExpiredError(DataAPIError):
+    """410 ``RESULT_EXPIRED``: the job's result was kept for the server's retention and is gone."""
+
+
+class IdempotencyKeyReusedError(ValidationError):
+    """422 ``IDEMPOTENCY_KEY_REUSED``: the key was used within the server's window for another request."""
+
+
 class RateLimitedError(DataAPIError):
-    """429: too many requests (or failed logins); ``retry_after`` holds the seconds the server asks for."""
+    """429: too many requests (or failed logins); ``retry_after`` holds the seconds the server asks for,
+    ``rate_limit`` the ``RateLimit-*`` headers of the refusal (None when it sent none)."""
 
 
 class ServerError(DataAPIError):
@@ -80,7 +120,7 @@ class JobFailedError(DataAPIError):
 
 
 class JobNotFinishedError(DataAPIError):
-    """202: a Jobs API result, output or log archive asked for while the job still runs."""
+    """202 (the Jobs API) or 409 ``JOB_NOT_FINISHED`` (a Data API job's result): asked for while the job runs."""
 
 
 class JobTimeoutError(DataAPIError):
@@ -93,7 +133,8 @@ class JobTimeoutError(DataAPIError):
 
 # The Jobs API answers ``{"error": message}`` only: its code is derived from the status.
 _JOBS_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 413: "PAYLOAD_TOO_LARGE",
-               415: "UNSUPPORTED_MEDIA_TYPE", 429: "RATE_LIMITED", 500: "INTERNAL_ERROR",
+               406: "NOT_ACCEPTABLE", 409: "CONFLICT", 410: "RESULT_EXPIRED", 415: "UNSUPPORTED_MEDIA_TYPE",
+               422: "UNPROCESSABLE_ENTITY", 429: "RATE_LIMITED", 500: "INTERNAL_ERROR",
                503: "SERVICE_UNAVAILABLE"}
 
 
@@ -123,6 +164,10 @@ def _class_for(status: int, code: str) -> type[DataAPIError]:
         return ExecutionError
     if code == "JOB_FAILED":
         return JobFailedError
+    if code == "JOB_NOT_FINISHED":
+        return JobNotFinishedError
+    if code == "IDEMPOTENCY_KEY_REUSED":
+        return IdempotencyKeyReusedError
     if status in (400, 422):
         return ValidationError
     if status == 401:
@@ -131,6 +176,12 @@ def _class_for(status: int, code: str) -> type[DataAPIError]:
         return PermissionDeniedError
     if status == 404:
         return NotFoundError
+    if status == 406:
+        return NotAcceptableError
+    if status == 409:
+        return ConflictError
+    if status == 410:
+        return ResultExpiredError
     if status == 429:
         return RateLimitedError
     if status >= 500:
@@ -152,7 +203,11 @@ def error_from_response(response: httpx.Response) -> DataAPIError:
         request_id = body.get("request_id") or request_id
     elif isinstance(body, dict) and "error" in body:  # the Jobs API's dialect
         message = str(body["error"])
-        code = "JOB_FAILED" if status == 500 and message == "Job failed" else _JOBS_CODES.get(status, "ERROR")
+        code = _JOBS_CODES.get(status, "ERROR")
+        if status == 500 and message == "Job failed":
+            code = "JOB_FAILED"
+        elif status == 422 and "Idempotency-Key" in message:
+            code = "IDEMPOTENCY_KEY_REUSED"
     else:  # no error body of either dialect: a 202's ``{"message"}``, a proxy's page, nothing
         code = "JOB_NOT_FINISHED" if status == 202 else _JOBS_CODES.get(status, "ERROR")
         if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -165,4 +220,6 @@ def error_from_response(response: httpx.Response) -> DataAPIError:
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     if cls is JobFailedError:
         return JobFailedError(status, code, message, request_id, body)
-    return cls(status, code, message, request_id, body, retry_after=retry_after)
+    error = cls(status, code, message, request_id, body, retry_after=retry_after)
+    error.rate_limit = RateLimit.from_headers(response.headers)
+    return error

@@ -27,21 +27,27 @@ from dataapi.client import (
     AsyncClient,
     AuthenticationError,
     Client,
+    ConflictError,
     DataAPIError,
     ExecutionError,
     ExecutionTimeoutError,
+    IdempotencyKeyReusedError,
     JobFailedError,
     JobNotFinishedError,
     JobTimeoutError,
+    NotAcceptableError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimit,
     RateLimitedError,
+    ResultExpiredError,
     ServerError,
     ValidationError,
     WebhookVerificationError,
     verify_webhook,
 )
 from dataapi.client._core import Backoff
+from dataapi.client._ops import Request, Retry, execute_request
 from dataapi.client.errors import error_from_response, parse_retry_after
 from dataapi.db import session_scope
 from dataapi.identity import service as identity
@@ -375,6 +381,16 @@ def _response(status: int, body=None, headers=None, text: str | None = None) -> 
     (500, {"error": "Job failed"}, JobFailedError, "JOB_FAILED"),
     (500, {"error": "Error deleting job folder"}, ServerError, "INTERNAL_ERROR"),
     (202, {"message": "Job not yet finished"}, JobNotFinishedError, "JOB_NOT_FINISHED"),
+    (406, {"code": "NOT_ACCEPTABLE", "message": "x"}, NotAcceptableError, "NOT_ACCEPTABLE"),
+    (409, {"code": "JOB_NOT_FINISHED", "message": "x"}, JobNotFinishedError, "JOB_NOT_FINISHED"),
+    (409, {"code": "JOB_FAILED", "message": "x"}, JobFailedError, "JOB_FAILED"),
+    (409, {"code": "IDEMPOTENCY_KEY_IN_USE", "message": "x"}, ConflictError, "IDEMPOTENCY_KEY_IN_USE"),
+    (410, {"code": "RESULT_EXPIRED", "message": "x"}, ResultExpiredError, "RESULT_EXPIRED"),
+    (410, {"error": "The job's result expired"}, ResultExpiredError, "RESULT_EXPIRED"),
+    (422, {"code": "IDEMPOTENCY_KEY_REUSED", "message": "x"}, IdempotencyKeyReusedError, "IDEMPOTENCY_KEY_REUSED"),
+    (422, {"error": "This Idempotency-Key names a job created by a different request"}, IdempotencyKeyReusedError,
+     "IDEMPOTENCY_KEY_REUSED"),
+    (422, {"error": "Unprocessable"}, ValidationError, "UNPROCESSABLE_ENTITY"),
 ])
 def test_both_error_dialects_map_to_typed_errors(status, body, cls, code):
     err = error_from_response(_response(status, body))
@@ -392,6 +408,44 @@ def test_error_details_request_id_retry_after_and_non_json():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0 and parse_retry_after("soon") is None
     future = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
     assert 25 < parse_retry_after(future) <= 30
+    limited = error_from_response(_response(429, {"code": "RATE_LIMITED", "message": "x"}, headers={
+        "Retry-After": "12", "RateLimit-Limit": "3", "RateLimit-Remaining": "0", "RateLimit-Reset": "12",
+        "RateLimit-Policy": '3;w=60;comment="API key"'}))
+    assert limited.rate_limit == RateLimit(3, 0, 12.0, '3;w=60;comment="API key"')
+    assert error_from_response(_response(404, {"code": "X", "message": "x"})).rate_limit is None
+
+
+def _sent(method: str = "POST", key: bool = False) -> Request:
+    return Request(method, "/x", headers={"Idempotency-Key": "k"} if key else {}, replayable=key or method != "POST")
+
+
+@pytest.mark.parametrize(("request_", "outcome", "attempt", "pause"), [
+    (_sent(), _response(429, {}, headers={"Retry-After": "2"}), 0, 2.0),  # a refused request never counted
+    (_sent(), _response(429, {}), 1, 1.0),  # no Retry-After: the backoff, doubled per attempt
+    (_sent(), _response(429, {}, headers={"Retry-After": "61"}), 0, None),  # more than max_wait: raised
+    (_sent(), _response(429, {}), 3, None),  # attempts used up
+    (_sent(), _response(503, {}), 0, None),  # a POST without a key may have made its job
+    (_sent(key=True), _response(503, {}, headers={"Retry-After": "3"}), 0, 3.0),
+    (_sent("GET"), _response(502, {}), 0, 0.5),
+    (_sent(), _response(500, {}), 0, None),
+    (_sent(), httpx.ConnectError("refused"), 0, 0.5),  # never reached the server
+    (_sent(), httpx.ReadError("lost"), 0, None),
+    (_sent(key=True), httpx.ReadError("lost"), 2, 2.0),
+])
+def test_the_clients_own_retries(request_, outcome, attempt, pause):
+    assert Retry(attempts=3, backoff=0.5, max_wait=60).pause(request_, outcome, attempt) == pause
+    assert Retry().pause(request_, outcome, 0) is None  # off by default
+
+
+def test_an_idempotency_key_is_made_once_per_call():
+    keyed = execute_request("default/x", {"a": 1}, idempotency_key=True, wait_async=2.5, format="csv")
+    assert len(keyed.headers["Idempotency-Key"]) == 32 and keyed.replayable
+    assert keyed.headers["Prefer"] == "respond-async, wait=2.5" and keyed.headers["Accept"] == "text/csv"
+    assert keyed.kwargs()["headers"] is keyed.headers  # each send of the Request carries the same key
+    plain = execute_request("default/x", None)
+    assert plain.headers == {} and not plain.replayable and plain.json == {"parameter_values": {}}
+    with pytest.raises(ValueError, match="format must be one of"):
+        execute_request("default/x", None, format="xlsx")
 
 
 # --- webhooks --------------------------------------------------------------------------------------------------
@@ -485,7 +539,7 @@ async def test_a_delivered_callback_verifies(cb_settings, temporal_env, receiver
 
 def _org_client(org: Org, **kw) -> AsyncClient:
     key, secret = org.key.split(".", 1)
-    return AsyncClient("http://testserver", org.slug, key, secret, transport=asgi(org.app), **kw)
+    return AsyncClient("http://testserver", org.slug, key, secret, **{"transport": asgi(org.app), **kw})
 
 
 async def test_jobs_api_run_wait_result_and_archives(org, tmp_path):
@@ -513,6 +567,43 @@ async def test_jobs_api_run_wait_result_and_archives(org, tmp_path):
         with pytest.raises(NotFoundError) as err:
             await client.job_status(job_id, client_id="another-client")
         assert (err.value.status, err.value.code, err.value.message) == (404, "NOT_FOUND", "Invalid job_id")
+
+
+class LosingFirstRun(httpx.AsyncBaseTransport):
+    """The real transport; the answer to the first run request is lost after the server made the run."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport):
+        self.inner, self.runs, self.lost = inner, [], False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path == "/api/v1/job/execute":
+            await response.aread()
+            self.runs.append((response.status_code, request.headers.get("idempotency-key")))
+            if not self.lost:
+                self.lost = True
+                raise httpx.ReadError("connection lost after the run was made", request=request)
+        return response
+
+
+async def test_jobs_api_run_with_an_idempotency_key_survives_a_lost_answer(org, tmp_path):
+    """The client sends the run again with the same key and the whole file (read again from its start): the
+    server answers the first run's id, so there is one run."""
+    csv_path = tmp_path / "vendas.csv"
+    csv_path.write_bytes(CSV)
+    wire = LosingFirstRun(asgi(org.app))
+    async with _org_client(org, transport=wire, retries=2) as client:
+        job_id = await client.run_job(REPOSITORY["id"], file=csv_path, params={"a": 1, "b": 2},
+                                      idempotency_key=True)
+        assert (await client.wait_job(job_id, timeout=60, poll_interval=0.1))["status"] == "completed"
+        again = await client.run_job(REPOSITORY["id"], file=csv_path, params={"a": 1, "b": 2},
+                                     idempotency_key=wire.runs[0][1])
+        with pytest.raises(IdempotencyKeyReusedError) as reused:
+            await client.run_job(REPOSITORY["id"], file=csv_path, params={"a": 9}, idempotency_key=wire.runs[0][1])
+    # The server compares the file's SHA-256: a second 201 means the whole file was sent again.
+    (first, key), (second, key2) = wire.runs[:2]
+    assert (first, second) == (201, 201) and key == key2 and len(key) == 32
+    assert again == job_id and reused.value.status == 422 and reused.value.code == "IDEMPOTENCY_KEY_REUSED"
 
 
 async def test_jobs_api_failures_are_typed(org, tmp_path):
