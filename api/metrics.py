@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API: request latency by route, and jobs by state (read from the store at scrape).
+"""Prometheus metrics of the API: request latency by route, jobs by state (read from the store at scrape) and the
+result cache's hits, misses, evictions and bytes.
 
 ``/metrics`` is closed by default: with a token (``DATAAPI_METRICS_TOKEN``, or var/metrics-token made by the embedded
 stack) it needs ``Authorization: Bearer <token>`` (what Prometheus sends with ``authorization.credentials``), else
@@ -12,7 +13,7 @@ import time
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import context
 from api.schemas.operations import METRICS as OPENAPI
+from dataapi.data_api.cache import CacheStats
 from dataapi.errors import Forbidden, Unauthorized
 from dataapi.job_counts import jobs_by_state
 from dataapi.secrets import metrics_token
@@ -44,6 +46,30 @@ class JobsByState:
         yield family
 
 
+class ResultCacheMetrics:
+    """The result cache's counters and size in this process (``dataapi.data_api.cache.CacheStats``), once the
+    first cacheable execution made the cache (``api.cache.result_cache``)."""
+
+    COUNTERS = (("hits", "answers from the cache"), ("shared_hits", "hits found through the shared tier"),
+                ("misses", "cacheable executions that ran"), ("coalesced", "misses that waited for an identical one"),
+                ("evictions", "entries dropped to stay within the cache's bytes"),
+                ("too_large", "results over the size threshold, not cached"))
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self.metrics.result_cache or CacheStats()
+        for name, doc in self.COUNTERS:
+            yield CounterMetricFamily(f"dataapi_result_cache_{name}", f"Result cache: {doc}",
+                                      value=getattr(stats, name))
+        yield GaugeMetricFamily("dataapi_result_cache_bytes", "Result cache: bytes held in memory", value=stats.bytes)
+        yield GaugeMetricFamily("dataapi_result_cache_entries", "Result cache: entries held in memory",
+                                value=stats.entries)
+        yield GaugeMetricFamily("dataapi_result_cache_max_bytes", "Result cache: the bound of its bytes in memory",
+                                value=stats.max_bytes)
+
+
 class Metrics:
     def __init__(self, engine: Engine):
         self.registry = CollectorRegistry()
@@ -51,6 +77,8 @@ class Metrics:
                                  ["method", "route", "status"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
         self.registry.register(JobsByState(engine))
+        self.result_cache: CacheStats | None = None  # set by api.cache when the app's cache is made
+        self.registry.register(ResultCacheMetrics(self))
 
 
 class MetricsMiddleware:

@@ -2,11 +2,19 @@
 
 One key signs (``signing_kid``); every key of the keyset verifies, chosen by the token's ``kid`` header.
 The algorithm is pinned, so ``alg: none`` and HMAC-with-the-public-key confusion are refused.
+
+Access tokens are stateless: nothing revokes a live one (revoking a key or a refresh family stops the next
+refresh, and an access token lives ``access_ttl``). So a verified access token stays valid until its ``exp``
+(plus the leeway), and ``verify`` keeps a bounded memo of the verified ones, keyed by the token string: a repeated
+token is answered without parsing or checking its signature again, until exactly the instant the full check
+would call it expired. Only tokens that passed the full check go in, so the memo never accepts a token the check
+would refuse.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -17,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 
 ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti"]
+MEMO_SIZE = 4096  # verified access tokens remembered per service (a few hundred bytes each)
 
 
 class TokenError(Exception):
@@ -57,6 +66,7 @@ class TokenService:
         self._public = {kid: _public_key(k["public"]) for kid, k in keyset["keys"].items()}
         self.issuer, self.audience, self.leeway = issuer, audience, leeway
         self.access_ttl, self.refresh_ttl = access_ttl, refresh_ttl
+        self._verified = _Verified(MEMO_SIZE, leeway)
 
     def issue(self, typ: str, *, user_id: int, company_id: int, company_slug: str, api_key_id: int | None,
               family: str | None = None, actions: list[str] | None = None) -> tuple[str, Claims]:
@@ -75,6 +85,15 @@ class TokenService:
         return token, _claims(payload)
 
     def verify(self, token: str, typ: str) -> Claims:
+        if typ != "access":
+            return self._verify(token, typ)
+        claims = self._verified.get(token, time.time())
+        if claims is None:
+            claims = self._verify(token, typ)
+            self._verified.put(token, claims)
+        return claims
+
+    def _verify(self, token: str, typ: str) -> Claims:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self._public.get(kid) if isinstance(kid, str) else None
@@ -94,6 +113,30 @@ class TokenService:
             return _claims(payload)
         except (KeyError, TypeError, ValueError) as e:
             raise TokenError("invalid token") from e
+
+
+class _Verified:
+    """Verified access tokens and their claims, oldest first; an entry answers while ``exp > now - leeway`` (the
+    check PyJWT makes). Lookups take no lock (a dict read is atomic); inserts and evictions do."""
+
+    def __init__(self, size: int, leeway: float):
+        self.size, self.leeway = size, leeway
+        self._claims: dict[str, Claims] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str, now: float) -> Claims | None:
+        claims = self._claims.get(token)
+        if claims is None or claims.expires_at > now - self.leeway:
+            return claims
+        with self._lock:
+            self._claims.pop(token, None)
+        return None
+
+    def put(self, token: str, claims: Claims) -> None:
+        with self._lock:
+            while len(self._claims) >= self.size:
+                del self._claims[next(iter(self._claims))]
+            self._claims[token] = claims
 
 
 def _claims(p: dict) -> Claims:
