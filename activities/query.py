@@ -32,6 +32,7 @@ from dataapi.data_api.jobs import finish_job
 from dataapi.data_api.param_values import to_bind
 from dataapi.data_api.params import ParamSpec
 from dataapi.db import while_unavailable
+from dataapi.fair_slots import FairSlots
 from dataapi.logs import log_context
 from dataapi.messages import FinishInput, QueryInput, QueryOutput
 from dataapi.statuses import ExecutionMode, JobStatus, QueryStatus
@@ -126,13 +127,14 @@ class QueryActivities(BlockingActivities):
                  executor: ThreadPoolExecutor, query_slots: int, lane: SyncLane | None = None):
         self.engine, self.databases, self.artifacts, self.executor = engine, databases, artifacts, executor
         self.lane = lane
-        # At most this many DuckDB queries at once (their working memory), however they were started; the
-        # executor keeps threads beyond them for storing results.
-        self._slots = asyncio.Semaphore(query_slots)
+        # At most this many DuckDB queries at once (their working memory), however they were started, shared
+        # fairly between companies (a freed slot goes to the waiting company running the fewest); the executor
+        # keeps threads beyond them for storing results.
+        self.slots = FairSlots(query_slots)
 
-    async def _run(self, *args: Any) -> QueryResult:
-        async with self._slots:
-            return await self._blocking(self.databases.run, *args)
+    async def _run(self, company_slug: str, *args: Any) -> QueryResult:
+        async with self.slots.slot(company_slug):
+            return await self._blocking(self.databases.run, company_slug, *args)
 
     def start_query(self, inp: QueryInput) -> RunningQuery:
         """Starts the query now. The sync lane calls this for a sync execution before starting its workflow,
