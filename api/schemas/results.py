@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.schemas.common import BEARER, operation, path_params, responses
-from dataapi.data_api.results import MEDIA_TYPES, Format
+from dataapi.data_api.results import MEDIA_TYPES, PAGE_MAX, Format
 
 _FORMAT_NAMES = [str(f) for f in Format]
 FORMAT_PARAMS = [
@@ -19,8 +19,10 @@ FORMAT_PARAMS = [
      "description": "zstd or gzip: JSON, CSV and NDJSON answers are compressed and streamed (Content-Encoding)"},
 ]
 PAGE_PARAMS = [
-    {"name": "offset", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0, "default": 0}},
-    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+    {"name": "offset", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 0, "maximum": PAGE_MAX, "default": 0}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX},
      "description": "rows from offset (default: to the end)"},
 ]
 EXPORT_FIELDS = {

@@ -161,13 +161,17 @@ class Page:
         return self.total_row_count if self.limit is None else min(self.total_row_count, self.offset + self.limit)
 
 
+PAGE_MAX = 10**18 - 1  # the largest offset and limit (18 digits, _DIGITS; OpenAPI: maximum)
+
+
 def parse_page(offset: str | None, limit: str | None) -> tuple[int, int | None]:
-    """``?offset=&limit=`` as integers (offset ≥ 0, limit ≥ 1); bad values are the contract's 400."""
+    """``?offset=&limit=`` as integers (offset ≥ 0, limit ≥ 1, both at most ``PAGE_MAX``); bad values are the
+    contract's 400."""
     def number(name: str, raw: str | None, low: int) -> int | None:
         if raw is None:
             return None
-        if not _DIGITS.fullmatch(raw) or int(raw) < low:
-            raise DomainError(f"'{name}' must be an integer of at least {low}", code="INVALID_PARAMS")
+        if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= PAGE_MAX:
+            raise DomainError(f"'{name}' must be an integer from {low} to {PAGE_MAX}", code="INVALID_PARAMS")
         return int(raw)
 
     return number("offset", offset, 0) or 0, number("limit", limit, 1)

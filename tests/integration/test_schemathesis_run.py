@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -95,6 +96,7 @@ async def test_st_run_checks_all_passes_over_the_whole_document(fuzz_world, tmp_
         run = await asyncio.create_subprocess_exec(
             str(ST), "--config-file", str(config), "run", f"{base_url}/openapi.json", "--checks", "all",
             "--workers", "1", "--request-timeout", "30", "--no-color",
+            *(["--seed", os.environ["DATAAPI_ST_SEED"]] if os.environ.get("DATAAPI_ST_SEED") else []),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)
         out, _ = await asyncio.wait_for(run.communicate(), timeout=600)
     report = out.decode()
