@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import report, scenarios
+from bench import export, report, scenarios
 from bench.plan import FULL, QUICK, Plan
 from bench.procs import Processes
 from bench.stack import start_stack
@@ -40,6 +40,8 @@ COMPARISONS = {
     "wide": "4. a 10,000-row result: response time, API and worker RSS",
     "callback": "5. callback: completion-to-receipt latency",
     "upload": "6. Jobs API: CSV uploads of two sizes, time to completed and RSS",
+    "cached": "7. the result cache: repeated point and medium questions vs the bare handler and Datasette",
+    "export": "8. async export of every row as Parquet and CSV vs DuckDB's COPY TO: time, API and worker peak RSS",
 }
 SYNC_SIDES = {"sync": "bare", "durable": "durable", "datasette": "datasette"}  # --only name: its side in 1/1b/2
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -102,10 +104,12 @@ def _runs(ctx: scenarios.Context, only: list[str]) -> dict[str, Callable[[], Awa
     """The measurements to make, in order, by the name their summary is kept under."""
     sides = [side for name, side in SYNC_SIDES.items() if name in only]
     runs = {"sync": lambda: scenarios.queries(ctx, sides),
+            "cached": lambda: scenarios.cached(ctx, ["bare", "datasette"]),  # the same machine state as sync
             "async": lambda: scenarios.async_jobs(ctx, ["ours", *(["durable"] if "durable" in only else [])]),
             "wide": lambda: scenarios.wide(ctx),
             "callback": lambda: scenarios.callbacks(ctx),
-            "upload": lambda: scenarios.uploads(ctx)}
+            "upload": lambda: scenarios.uploads(ctx),
+            "export": lambda: export.export(ctx)}
     return {name: run for name, run in runs.items() if name in only or (name == "sync" and sides)}
 
 
@@ -142,7 +146,8 @@ def _measure(args, plan: Plan, work: Path) -> dict:
     started = time.monotonic()
     results = {"meta": _meta(plan, args.only, args.env)}
     try:
-        baselines = {side for name, side in (*SYNC_SIDES.items(), ("wide", "bare")) if name in args.only}
+        baselines = {side for name, side in (*SYNC_SIDES.items(), ("wide", "bare"), ("cached", "bare"),
+                                             ("cached", "datasette")) if name in args.only}
         stack = start_stack(work, procs, plan.rows, baselines, log, args.env)
         log(f"stack ready in {time.monotonic() - started:.1f} s")
         results["scenarios"] = asyncio.run(_run_scenarios(plan, args.only, stack, procs))

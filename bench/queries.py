@@ -24,9 +24,17 @@ ENDPOINTS = [
     {"slug": "wide", "execution_mode": "sync", "sql": WIDE_SQL, "parameters": _FROM, "max_rows": WIDE_ROWS},
     {"slug": "point-async", "execution_mode": "async", "sql": POINT_SQL, "parameters": _ID},
     {"slug": "point-callback", "execution_mode": "async", "sql": POINT_SQL, "parameters": _ID},
+    # The same two sync queries with the result cache on (comparison 7 and the soak's "cached" kind).
+    {"slug": "point-cached", "execution_mode": "sync", "sql": POINT_SQL, "parameters": _ID, "cache_seconds": 3600},
+    {"slug": "medium-cached", "execution_mode": "sync", "sql": MEDIUM_SQL, "parameters": _DATE,
+     "cache_seconds": 3600},
 ]
 BARE = {e["slug"]: {"sql": e["sql"], "parameters": e["parameters"]}
-        for e in ENDPOINTS if e["execution_mode"] == "sync"}
+        for e in ENDPOINTS if e["execution_mode"] == "sync" and not e.get("cache_seconds")}
+CACHED_SUFFIX = "-cached"  # our cached endpoint of a query: point -> point-cached
+# Distinct parameter values of the cached comparison: a dashboard's repeated questions, every one a hit once the
+# cache holds it (the other sides get the same values and compute each answer).
+CACHED_DISTINCT = 64
 
 # Datasette canned queries: the same statements in SQLite's dialect (named parameters are :name).
 DATASETTE = {
@@ -40,7 +48,7 @@ FIRST_DAY = "2025-01-01"  # every row is on or after it: the medium query aggreg
 def parameter_values(query: str, rows: int, count: int, seed: int = 7) -> list[dict]:
     """``count`` deterministic parameter sets; every side is sent the same sequence."""
     rng = random.Random(f"{query}-{seed}")
-    if query in ("point", "point-async", "point-callback"):
+    if query in ("point", "point-async", "point-callback", "point-cached"):
         return [{"id": rng.randint(1, rows)} for _ in range(count)]
     if query == "medium":
         return [{"data_inicio": FIRST_DAY} for _ in range(count)]

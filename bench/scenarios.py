@@ -18,7 +18,7 @@ from bench import data, load, wire
 from bench.load import Target
 from bench.plan import Plan
 from bench.procs import ProcessMonitor
-from bench.queries import NAMESPACE, WIDE_ROWS, parameter_values
+from bench.queries import CACHED_DISTINCT, CACHED_SUFFIX, NAMESPACE, WIDE_ROWS, parameter_values
 from bench.receiver import Receiver
 from bench.stack import Stack
 
@@ -36,7 +36,9 @@ class Context:
         return {"Authorization": f"Bearer {self.token}"}
 
     def targets(self, *names: str) -> list[Target]:
-        made = {"ours": lambda: load.ours(self.stack.api, self.token), "bare": lambda: load.bare(self.stack.bare),
+        made = {"ours": lambda: load.ours(self.stack.api, self.token),
+                "cached": lambda: load.ours(self.stack.api, self.token, "cached", CACHED_SUFFIX),
+                "bare": lambda: load.bare(self.stack.bare),
                 "durable": lambda: load.bare(self.stack.durable, "durable"),
                 "datasette": lambda: load.datasette(self.stack.datasette)}
         return [made[n]() for n in names]
@@ -69,7 +71,8 @@ async def _same_answers(ctx: Context, targets: list[Target], query: str, params:
 
 # The processes that serve each side. The Temporal server serves ours and "durable"; their CPU is told apart by
 # the windows it was spent in (load.CpuLedger).
-SIDE_PROCESSES = {"ours": ("api", "worker", "temporal"), "durable": ("durable", "temporal")}
+SIDE_PROCESSES = {"ours": ("api", "worker", "temporal"), "cached": ("api", "worker", "temporal"),
+                  "durable": ("durable", "temporal")}
 
 
 def _ms(stats: dict, *percentiles: str) -> dict:
@@ -101,6 +104,58 @@ async def queries(ctx: Context, baselines: list[str]) -> dict:
             "c16_harness_cpu_ms": {side: t["harness_cpu_ms_per_request"] for side, t in throughput.items()},
         }
     out["cpu_ms"] = everything.per_answer_ms(SIDE_PROCESSES)
+    return out
+
+
+# --- 7: the result cache: repeated questions vs the bare handler and Datasette, which compute every answer ---
+
+async def cached(ctx: Context, baselines: list[str]) -> dict:
+    """Our endpoints with ``cache_seconds`` asked the same ``CACHED_DISTINCT`` questions over and over (each asked
+    once before measuring, so every measured answer is a hit), against ``baselines`` computing each answer."""
+    plan, out = ctx.plan, {}
+    targets = ctx.targets("cached", *baselines)
+    ours = targets[0]
+    everything = load.CpuLedger(ctx.stack.pids)
+    for query, per_round in (("point", plan.point_requests), ("medium", plan.medium_requests)):
+        distinct = parameter_values(query, plan.rows, CACHED_DISTINCT)
+        unique = list({tuple(p.items()): p for p in distinct}.values())
+        needed = max(plan.rounds * per_round, 200)
+        params = [distinct[i % len(distinct)] for i in range(needed)]
+        rows = await _same_answers(ctx, targets, query, params[0])
+        for p in unique:  # fill the cache: what follows is answered from it
+            (await ours.call(ctx.client, query, p)).raise_for_status()
+        probe = await ours.call(ctx.client, query, unique[-1])
+        if probe.json().get("cached") is not True:
+            raise AssertionError(f"{query}: the cached endpoint did not answer from its cache: {probe.text[:200]}")
+        await load.warm_up(targets, query, params[-plan.warmup:])
+        ctx.log(f"  {query}: {len(unique)} distinct questions, every one cached; latency at concurrency 1, "
+                f"{plan.rounds} rounds x {per_round}")
+        latency = await load.latency_rounds(targets, query, params, plan.rounds, per_round, everything)
+        ctx.log(f"  {query}: throughput at concurrency {plan.concurrency}")
+        under_load = load.CpuLedger(ctx.stack.pids)
+        throughput = await load.throughput_rounds(targets, query, params, plan.rounds,
+                                                  plan.concurrency, plan.throughput_seconds, under_load)
+        everything.add(under_load)
+        out[query] = {
+            "rows": rows, "distinct": len(unique), "c1_ms": {side: _ms(s) for side, s in latency.items()},
+            "c16_req_s": {side: t["req_per_s"] for side, t in throughput.items()},
+            "c16_errors": {side: t["errors"] for side, t in throughput.items() if t["errors"]},
+            "c16_cpu_ms": under_load.per_answer_ms(SIDE_PROCESSES),
+        }
+    out["cache"] = await cache_metrics(ctx.client, ctx.stack.api)
+    return out
+
+
+async def cache_metrics(client: httpx.AsyncClient, api: str) -> dict:
+    """The API's result cache figures from its ``/metrics`` (hits, misses, evictions, bytes and their bound)."""
+    r = await client.get(f"{api}/metrics")
+    r.raise_for_status()
+    out = {}
+    for line in r.text.splitlines():
+        if line.startswith("dataapi_result_cache_"):
+            name, _, value = line.partition(" ")
+            if not name.endswith("_created"):
+                out[name.removeprefix("dataapi_result_cache_").removesuffix("_total")] = int(float(value))
     return out
 
 

@@ -6,6 +6,8 @@ for a fixed time at a fixed request rate (an open loop: operations start on a sc
 ``--concurrency`` in flight, so the run measures a steady load rather than saturating the CPUs).
 
 The mix, interleaved evenly: sync executions (point lookups, every tenth a group-by over the whole table),
+point lookups of an endpoint with the result cache on (the API's cache bound small, so that it evicts all along:
+its bytes, sampled from ``/metrics``, must stay within the bound),
 async executions polled to completion, async executions with a ``callback_url`` to an HTTPS receiver on
 127.0.0.1 (every callback must arrive exactly once, with a valid Standard Webhooks signature and the webhook-id
 that GET job shows), Jobs API CSV uploads run to their result, and a few deliberately bad requests (each must
@@ -54,15 +56,19 @@ from bench.load import latency_stats
 from bench.procs import Processes, cpu_seconds, rss_mb
 from bench.queries import FIRST_DAY, NAMESPACE
 from bench.receiver import Receiver, _Handler
+from bench.scenarios import cache_metrics
 from bench.stack import Stack, start_stack
 from bench.tenant import dataapi
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WEIGHTS = {"sync": 8, "async_poll": 4, "callback": 3, "upload": 2, "bad": 1}  # per 18 operations
+WEIGHTS = {"sync": 8, "cached": 3, "async_poll": 4, "callback": 3, "upload": 2, "bad": 1}  # per 21 operations
 KINDS = [*WEIGHTS, "refresh"]
 JOB_TIMEOUT = 120.0  # an async job, callback or upload not finished after this is lost
 MEDIUM_ROWS = 40  # 5 regions x 8 products
 CSV_LINES = 2_000  # each upload: a header and this many rows
+# The "cached" kind asks point lookups of this many ids of the cached endpoint: hits and misses mix, and with the
+# soak's small cache bound (--cache-bytes) entries are evicted all along; its bytes are sampled from /metrics.
+CACHED_IDS = 200
 
 
 def log(message: str) -> None:
@@ -220,6 +226,25 @@ class Soak:
         _check_rows(expect(r, 200).get("rows"), slug, params)
         return elapsed, None
 
+    async def op_cached(self, i: int) -> tuple[float, None]:
+        if i % 5 == 4:
+            slug, params = "medium", {"data_inicio": FIRST_DAY}
+        else:
+            slug, params = "point", {"id": self.rng.randint(1, min(CACHED_IDS, self.args.rows))}
+        t0 = time.perf_counter()
+        r = await self.client.post(self.execute_url(f"{slug}-cached"), json={"parameter_values": params},
+                                   headers=self.auth)
+        elapsed = time.perf_counter() - t0
+        _check_rows(expect(r, 200).get("rows"), slug, params)
+        return elapsed, None
+
+    async def cache_bytes(self) -> dict | None:
+        """The API's result cache figures (``/metrics``), or None when they could not be read."""
+        try:
+            return await cache_metrics(self.client, self.stack.api)
+        except httpx.HTTPError:
+            return None
+
     async def op_async_poll(self, i: int) -> tuple[float, float]:
         params = {"id": self.rng.randint(1, self.args.rows)}
         t0 = time.perf_counter()
@@ -314,8 +339,8 @@ class Soak:
                 stats.ok += 1
                 stats.latencies.append(elapsed)
             else:
-                op = {"sync": self.op_sync, "async_poll": self.op_async_poll, "callback": self.op_callback,
-                      "upload": self.op_upload}[kind]
+                op = {"sync": self.op_sync, "cached": self.op_cached, "async_poll": self.op_async_poll,
+                      "callback": self.op_callback, "upload": self.op_upload}[kind]
                 elapsed, submitted = await op(i)
                 stats.ok += 1
                 stats.latencies.append(elapsed)
@@ -346,6 +371,7 @@ class Soak:
         pids = {**self.stack.pids, "harness": os.getpid()}
         while True:
             self.samples.append(_sample(pids, time.monotonic() - started, self.in_flight))
+            self.samples[-1]["result_cache"] = await self.cache_bytes()
             try:
                 self.procs.check()
             except RuntimeError as e:
@@ -544,6 +570,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sample-seconds", type=float, default=None, help="RSS sampling period (default 5, 1 if short)")
     p.add_argument("--max-slope", type=float, default=1.0,
                    help="MB/min over the second half above which a process trends upward (default 1.0)")
+    p.add_argument("--cache-bytes", type=int, default=32 << 10,
+                   help="the API's result cache bound (DATAAPI_RESULT_CACHE_BYTES; default 32 KiB: about 50 of the "
+                        "soak's answers, so that it evicts all along)")
     p.add_argument("--out", type=Path, default=RESULTS / "soak.json", help="JSON results")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (var dir, process logs)")
     args = p.parse_args(argv)
@@ -620,10 +649,20 @@ async def _run(args, stack: Stack, procs: Processes) -> dict:
     processes = {name: trend(soak.samples, name, seconds, args.max_slope, judged and name in ("api", "worker"))
                  for name in (*stack.pids, "harness")}
     return {"load_seconds": round(seconds, 1), "max_schedule_lag_s": round(soak.max_lag, 3),
+            "result_cache": result_cache_summary(soak.samples, args.cache_bytes),
             "cpu": _cpu(soak.samples, seconds),
             "max_in_flight": soak.max_in_flight, "fatal": soak.fatal,
             "kinds": {k: s.report(seconds) for k, s in soak.stats.items()}, "callbacks": callbacks,
             "rss_trend": processes, "samples": soak.samples}
+
+
+def result_cache_summary(samples: list[dict], bound: int) -> dict:
+    """The result cache's bytes over the run (sampled) against its bound, and its counters at the end."""
+    seen = [s["result_cache"] for s in samples if s.get("result_cache")]
+    last = seen[-1] if seen else {}
+    return {"bound_bytes": bound, "samples": len(seen),
+            "max_bytes": max((c.get("bytes", 0) for c in seen), default=None),
+            **{k: last.get(k) for k in ("hits", "misses", "evictions", "entries")}}
 
 
 def _cpu(samples: list[dict], seconds: float) -> dict:
@@ -648,6 +687,11 @@ def verdict(results: dict) -> list[str]:
             out.append(f"{kind}: {n} unexpected error(s): {r['unexpected_errors']}")
     if results["callbacks"]["problems"]:
         out.append(f"callbacks: {results['callbacks']['problems']}")
+    cache = results.get("result_cache")  # absent from summaries of runs without the cached kind
+    if cache is not None and not cache.get("samples"):
+        out.append("result cache: its bytes were never read from /metrics")
+    elif cache is not None and cache["max_bytes"] > cache["bound_bytes"]:
+        out.append(f"result cache: {cache['max_bytes']} bytes held, over its bound of {cache['bound_bytes']}")
     for name, t in results["rss_trend"].items():
         if t.get("verdict") == "UPWARD TREND":
             out.append(f"{name} RSS trends upward: {t['second_half_slope_mb_per_min']} MB/min over the second half")
@@ -694,7 +738,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"soak: {args.minutes:g} min at {args.rate:g} operations/s; work dir {work}")
     try:
         started = time.monotonic()
-        stack = start_stack(work, procs, args.rows, set(), log)
+        stack = start_stack(work, procs, args.rows, set(), log,
+                            {"DATAAPI_RESULT_CACHE_BYTES": str(args.cache_bytes)})
         log(f"stack ready in {time.monotonic() - started:.1f} s (pids {stack.pids})")
         results.update(asyncio.run(_run(args, stack, procs)))
         procs.check()
@@ -740,6 +785,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"RSS trend not judged: the load window is shorter than 2 minutes (threshold {args.max_slope:g} MB/min)")
     else:
         print(f"RSS verdict threshold: second-half slope <= {args.max_slope:g} MB/min (API and worker)")
+    rc = results["result_cache"]
+    within = rc["max_bytes"] is not None and rc["max_bytes"] <= rc["bound_bytes"]
+    print(f"result cache: at most {rc['max_bytes']} bytes sampled ({rc['samples']} samples), its bound "
+          f"{rc['bound_bytes']}: {'PASS' if within else 'FAIL'}; hits {rc['hits']}, misses {rc['misses']}, "
+          f"evictions {rc['evictions']}")
     print(f"Results: {args.out}")
     if results["failures"]:
         print("FAILED:\n  " + "\n  ".join(results["failures"]), file=sys.stderr)

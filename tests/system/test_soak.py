@@ -38,6 +38,11 @@ def test_slope_and_verdict():
     assert rising["samples"] == len(growing)
     results = {"fatal": None, "kinds": {}, "callbacks": {"problems": {}}, "rss_trend": {"api": rising}}
     assert verdict(results) and "trends upward" in verdict(results)[0]
+    healthy = {"fatal": None, "kinds": {}, "callbacks": {"problems": {}}, "rss_trend": {}}
+    cache = {"bound_bytes": 1000, "samples": 5, "max_bytes": 1000}
+    assert verdict({**healthy, "result_cache": cache}) == []
+    assert "over its bound" in verdict({**healthy, "result_cache": {**cache, "max_bytes": 1001}})[0]
+    assert "never read" in verdict({**healthy, "result_cache": {**cache, "samples": 0}})[0]
 
 
 def test_the_receiver_checks_signatures_and_keeps_every_delivery(tmp_path):
@@ -67,7 +72,9 @@ def test_a_short_soak_passes(tmp_path):
     results = json.loads(out.read_text())
     assert results["passed"] and not results["failures"]
     kinds = results["kinds"]
-    assert all(kinds[k]["ok"] > 0 for k in ("sync", "async_poll", "callback", "upload")), kinds
+    assert all(kinds[k]["ok"] > 0 for k in ("sync", "cached", "async_poll", "callback", "upload")), kinds
+    cache = results["result_cache"]
+    assert cache["samples"] >= 10 and 0 < cache["max_bytes"] <= cache["bound_bytes"] and cache["misses"] > 0
     assert sum(kinds["bad"]["expected_errors"].values()) == kinds["bad"]["count"] > 0
     cb = results["callbacks"]
     assert cb["jobs"] == cb["exactly_once"] == cb["deliveries_received"] > 0

@@ -13,7 +13,9 @@ from dataapi.settings import Settings
 def test_a_selection_runs_the_sync_measurement_once_with_every_baseline_it_names():
     assert list(cli._runs(None, ["async"])) == ["async"]
     assert list(cli._runs(None, ["durable", "wide"])) == ["sync", "wide"]  # 1b is a side of the sync measurement
-    assert list(cli._runs(None, list(cli.COMPARISONS))) == ["sync", "async", "wide", "callback", "upload"]
+    assert list(cli._runs(None, ["cached"])) == ["cached"]
+    assert list(cli._runs(None, list(cli.COMPARISONS))) == ["sync", "cached", "async", "wide", "callback", "upload",
+                                                            "export"]
 
 
 def test_settings_reach_our_processes_only_through_env(monkeypatch, tmp_path):
