@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from activities.callbacks import CallbackActivities
 from activities.duck.databases import CompanyDatabases
 from activities.jobs import JobActivities
+from activities.prune import PruneActivities
 from activities.query import QueryActivities, RunningQuery
 from activities.runners import RunLimits
 from activities.sandbox import Sandbox
@@ -31,6 +32,7 @@ from dataapi.storage.factory import store_from_settings
 from dataapi.sync import SyncLane
 from workflows.callback import CallbackWorkflow
 from workflows.job import RepositoryJobWorkflow
+from workflows.prune import PruneWorkflow
 from workflows.query import QueryWorkflow
 
 log = logging.getLogger("dataapi.worker")
@@ -79,8 +81,9 @@ def build_callback_worker(client: Client, settings: Settings) -> Worker:
         artifacts=store_from_settings(settings), box=SecretBox(secret_key(settings)),
         executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback"),
     )
-    return Worker(client, task_queue=settings.task_queue_callbacks, workflows=[CallbackWorkflow],
-                  activities=[acts.deliver_callback], max_concurrent_activities=50,
+    prune = PruneActivities(settings, acts.engine, acts.artifacts, acts.executor)  # the prune schedule's records
+    return Worker(client, task_queue=settings.task_queue_callbacks, workflows=[CallbackWorkflow, PruneWorkflow],
+                  activities=[acts.deliver_callback, prune.prune_records], max_concurrent_activities=50,
                   workflow_runner=temporal.WORKFLOW_RUNNER)
 
 
@@ -95,8 +98,9 @@ def build_job_worker(client: Client, settings: Settings) -> Worker:
                          max_open_files=settings.job_max_open_files, tmp_bytes=settings.job_tmp_bytes),
         sandbox=Sandbox(bwrap=settings.job_bwrap_path, unsandboxed=settings.unsandboxed_jobs),
     )
+    prune = PruneActivities(settings, acts.engine, acts.artifacts, acts.executor, acts.work_dir)  # leftover folders
     return Worker(client, task_queue=settings.task_queue_jobs, workflows=[RepositoryJobWorkflow],
-                  activities=[acts.run_repository_job, acts.fail_repository_job],
+                  activities=[acts.run_repository_job, acts.fail_repository_job, prune.prune_work_folders],
                   max_concurrent_activities=settings.job_workers, workflow_runner=temporal.WORKFLOW_RUNNER)
 
 

@@ -61,7 +61,8 @@ class CallbackActivities(BlockingActivities):
                 if job.status == JobStatus.COMPLETED and job.result_key is not None else None
             secrets = webhook_secrets.signing_secrets(session, self.box, job.company_id,
                                                 self.settings.webhook_secret_grace_seconds)
-            return delivery.url, orjson.dumps(job_body(job, result)), secrets
+            body = job_body(job, result, self.settings.result_retention_seconds)
+            return delivery.url, orjson.dumps(body), secrets
 
     def _record(self, inp: AttemptInput, outcome: str, status: int | None, error: str | None, ms: int,
                 next_delay: float | None) -> None:

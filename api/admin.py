@@ -61,7 +61,8 @@ def _endpoint(session: Session, company: Company, namespace: str, slug: str) -> 
 
 def _save_endpoint(session: Session, company: Company, data: dict, settings: Settings, validate: bool,
                    create_only: bool) -> tuple[dict, bool]:
-    d = definitions.parse_definition(data, settings.default_max_rows, settings.max_rows_cap)
+    d = definitions.parse_definition(data, settings.default_max_rows, settings.max_rows_cap,
+                                     settings.export_max_rows_cap)
     if create_only and endpoints.find_endpoint(session, pk(company), d.namespace, d.slug, active_only=False):
         raise Conflict(f"Endpoint {d.namespace}/{d.slug} already exists; use PUT to change it")
     columns, warnings = endpoints.validated(settings, company, d, validate=validate)

@@ -13,9 +13,10 @@ from starlette.types import ASGIApp
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api import admin, auth_endpoints, codec, data_api, errors, health, jobs_api, metrics, openapi, root
+from api import admin, auth_endpoints, codec, console, data_api, errors, health, jobs_api, metrics, openapi, root
 from api.context import AppContext
 from api.cors import with_cors
+from api.methods import DocumentedMethods
 from api.mounts import ApiMount
 from api.request_id import RequestIdMiddleware
 from dataapi import heap
@@ -43,6 +44,7 @@ def _routes() -> list:
         ApiMount(data_api.PREFIX, data_api.routes, errors.DATA_API, name="data-api"),
         ApiMount(jobs_api.PREFIX, jobs_api.routes, errors.JOBS_API, name="jobs-api"),
         ApiMount(admin.PREFIX, admin.routes, errors.DATA_API, name="admin-api"),
+        console.mount(),  # the web console: HTML pages, its own error pages
         *codec.routes, *openapi.routes, *root.routes,
     ]
 
@@ -100,12 +102,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
             embedded.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await embedded
+        await ctx.limits.close()  # the last rate-limit counts reach the store
         if engine is None:
             ctx.engine.dispose()
 
     app = App(routes=_routes(), exception_handlers=errors.DATA_API, lifespan=lifespan)
-    app.state.metrics = metrics.Metrics(ctx.engine)
-    app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     app.state.ctx = ctx
     app.state.openapi = openapi.build_document([m.OPENAPI for m in ROUTE_MODULES])
+    app.add_middleware(DocumentedMethods, document=app.state.openapi)  # 405 and OPTIONS: the document's Allow
+    app.state.metrics = metrics.Metrics(ctx.engine)
+    # Outside DocumentedMethods, so that its 405 answers are counted under their route too.
+    app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -19,6 +19,7 @@ from dataapi.db import make_engine, session_scope
 from dataapi.identity.ratelimit import FailureLimiter
 from dataapi.identity.service import SecretHasher
 from dataapi.identity.tokens import TokenService
+from dataapi.limits import ExecuteLimits
 from dataapi.settings import Settings
 from dataapi.storage.base import ArtifactStore
 from dataapi.storage.factory import store_from_settings
@@ -36,6 +37,7 @@ class AppContext:
     limiter: FailureLimiter
     artifacts: ArtifactStore
     box: SecretBox
+    limits: ExecuteLimits  # dataapi.limits: execute rate limits and fairness
     sync_lane: SyncLane = field(default_factory=SyncLane)  # dataapi.sync: served by the embedded query worker
     _client: Client | None = None
     _client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -43,9 +45,10 @@ class AppContext:
     @classmethod
     def build(cls, settings: Settings, engine: Engine | None = None, client: Client | None = None) -> AppContext:
         key = secrets.secret_key(settings)
+        engine = engine or make_engine(settings.resolved_database_url)
         return cls(
             settings=settings,
-            engine=engine or make_engine(settings.resolved_database_url),
+            engine=engine,
             tokens=TokenService(
                 secrets.jwt_keyset(settings), settings.jwt_issuer, settings.jwt_audience,
                 settings.jwt_leeway_seconds, settings.access_token_ttl_seconds, settings.refresh_token_ttl_seconds,
@@ -54,6 +57,7 @@ class AppContext:
             limiter=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_seconds),
             artifacts=store_from_settings(settings),
             box=SecretBox(key),
+            limits=ExecuteLimits(engine, settings),
             sync_lane=SyncLane(enabled=settings.sync_fast_lane),
             _client=client,
         )

@@ -15,16 +15,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api import cache as result_cache
+from api import data_api_jobs
+from api import limits as execute_limits
 from api.auth import requires
 from api.context import AppContext
 from api.errors import ApiError, JSONResponse
+from api.openapi import company_openapi
 from api.reconcile import reconcile
 from api.requests import read_json_object
+from api.results import get_result, job_extras, json_answer, requested_format, sync_answer
+from api.results import prepare as prepare_rows
 from api.schemas.data_api import OPENAPI, PREFIX
+from dataapi import retention
 from dataapi.callbacks.deliveries import describe_delivery, latest_delivery
 from dataapi.data_api import catalog, jobs, service
 from dataapi.db import session_scope
-from dataapi.identity.service import valid_slug
 from dataapi.messages import QueryInput
 from dataapi.models import Job
 from dataapi.search_attributes import search_attributes
@@ -38,30 +44,39 @@ log = logging.getLogger("dataapi.data_api")
 
 
 def _path(request: Request) -> tuple[str, str]:
-    namespace, slug = request.path_params["namespace"], request.path_params["slug"]
-    if not valid_slug(namespace) or not valid_slug(slug):
-        raise service.EndpointNotFound()
-    return namespace, slug
+    return service.endpoint_path(request.path_params["namespace"], request.path_params["slug"])
 
 
 @requires("data_api:execute")
+@execute_limits.limited
 async def execute(request: Request) -> Response:
     ctx: AppContext = request.app.state.ctx
     namespace, slug = _path(request)
     body = await read_json_object(request, optional=True)
+    fmt = requested_format(request)  # 406 before any work
 
-    def prepare() -> QueryInput:
+    def prepare(**options: Any) -> QueryInput:
         with ctx.engine.begin() as conn:
-            return service.prepare_execution(conn, ctx.settings, request.state.claims, namespace, slug, body)
+            return service.prepare_execution(conn, ctx.settings, request.state.claims, namespace, slug, body,
+                                             **options)
 
-    inp = await run_in_threadpool(prepare)
+    plan = await result_cache.plan(request, namespace, slug, body, prepare)  # Idempotency-Key, Prefer
+    if plan.answer is not None:  # a repeated request of an async job: the first answer again
+        return plan.answer
+    assert plan.inp is not None
+    inp = plan.inp
+    prepare_rows(inp, fmt)
+    cached = await result_cache.lookup(request, inp)  # after auth and share contexts, before any workflow
+    if cached.response is not None:
+        return cached.response
     client = await ctx.temporal()
 
     async def start() -> Any:
         return await client.start_workflow(
             QueryWorkflow.run, inp, id=inp.job_id, task_queue=ctx.settings.task_queue_queries,
             search_attributes=search_attributes(inp.company_slug, "query", endpoint=inp.endpoint, mode=inp.mode),
-            execution_timeout=timedelta(seconds=inp.timeout_seconds + 300), request_eager_start=True)
+            execution_timeout=timedelta(seconds=inp.timeout_seconds + 300), request_eager_start=True,
+            **plan.start_options)
 
     if inp.mode == ExecutionMode.ASYNC:
         try:
@@ -70,18 +85,24 @@ async def execute(request: Request) -> Response:
             await run_in_threadpool(_in_transaction, ctx, service.fail_unstarted, inp.job_id)
             raise
         polling_url = f"{PREFIX}/{namespace}/{slug}/jobs/{inp.job_id}"
+        waited = await plan.continued(client, request, polling_url, fmt)  # Prefer: respond-async, wait=N
+        if waited is not None:
+            return waited
         return JSONResponse({"job_id": inp.job_id, "status": JobStatus.PROCESSING, "polling_url": polling_url}, 202)
 
     assert inp.deadline is not None
     # The activity interrupts the query at the deadline; the grace second lets that failure arrive.
-    answer = await ctx.sync_lane.execute(inp, start, inp.deadline + 1.0)
+    async with execute_limits.sync_slot(request, request.state.claims.company_id):  # fairness between companies
+        answer = await plan.lane(ctx.sync_lane).execute(inp, plan.joining(start, client, inp.job_id),
+                                                        inp.deadline + 1.0)
     service.check_outcome(answer.outcome, inp.job_id, ctx.settings.sync_timeout_seconds)
     document = answer.document
     if document is None:
         assert answer.outcome.result_key is not None
         document = await _read_result(ctx, answer.outcome.result_key)
+    await cached.store(document, answer.outcome)
     tail = b',"max_rows":%d,"executed_at":%s}' % (inp.max_rows, orjson.dumps(answer.outcome.executed_at))
-    return Response(document[:-1] + tail, media_type="application/json")
+    return await sync_answer(request, fmt, document, answer.outcome, tail)
 
 
 def _in_transaction(ctx: AppContext, fn: Any, *args: Any) -> Any:
@@ -103,7 +124,9 @@ async def _load_job(request: Request) -> Job:
 
     def load() -> Job:
         with session_scope(ctx.engine) as session:
-            return service.job_of(session, request.state.claims, namespace, slug, request.path_params["job_id"])
+            job = service.job_of(session, request.state.claims, namespace, slug, request.path_params["job_id"])
+        retention.check_unexpired(job, ctx.settings.result_retention_seconds)  # 410 once it expired
+        return job
 
     return await run_in_threadpool(load)
 
@@ -117,10 +140,11 @@ async def get_job(request: Request) -> Response:
             session.connection(), job_id, status=JobStatus.FAILED, error=reason))
     result = await _read_result(ctx, job.result_key) \
         if job.status == JobStatus.COMPLETED and job.result_key else None
-    body = jobs.job_body(job, result)
+    body = jobs.job_body(job, result, ctx.settings.result_retention_seconds)
+    body |= job_extras(job, request.url.path)
     if job.callback_url:
         body["callback"] = await run_in_threadpool(_callback_state, ctx, job.id)
-    return JSONResponse(body)
+    return json_answer(request, body)
 
 
 def _callback_state(ctx: AppContext, job_id: str) -> dict[str, Any]:
@@ -180,9 +204,13 @@ async def missing_path_params(request: Request) -> Response:
 
 routes = [
     Route(PREFIX + "/endpoints", list_catalog, methods=["GET"]),
+    Route(PREFIX + "/openapi.json", company_openapi, methods=["GET"]),
     Route(PREFIX + "/{namespace}/{slug}", get_catalog_entry, methods=["GET"]),
     Route(PREFIX + "/{namespace}/{slug}/execute", execute, methods=["POST"]),
+    Route(PREFIX + "/{namespace}/{slug}/jobs", data_api_jobs.list_jobs, methods=["GET"]),
     Route(PREFIX + "/{namespace}/{slug}/jobs/{job_id}", get_job, methods=["GET"]),
+    Route(PREFIX + "/{namespace}/{slug}/jobs/{job_id}", data_api_jobs.delete_job, methods=["DELETE"]),
+    Route(PREFIX + "/{namespace}/{slug}/jobs/{job_id}/result", get_result, methods=["GET"]),
     Route(PREFIX + "/{namespace}/{slug}/jobs/{job_id}/callback/redeliver", redeliver_callback, methods=["POST"]),
     Route(PREFIX + "/{rest:path}", missing_path_params, methods=["GET", "POST"], include_in_schema=False),
 ]

@@ -16,16 +16,13 @@ from api.context import context
 from api.errors import JSONResponse
 from api.schemas.data_api import PREFIX
 from dataapi.data_api import job_list, jobs, service
-from dataapi.identity.service import valid_slug
 
 log = logging.getLogger("dataapi.data_api")
 
 
 def _path(request: Request) -> tuple[str, str]:
-    namespace, slug = request.path_params["namespace"], request.path_params["slug"]
-    if not valid_slug(namespace) or not valid_slug(slug):
-        raise service.EndpointNotFound()
-    return namespace, slug
+    """The endpoint's namespace and slug, as ``api.data_api`` reads them (404 when malformed)."""
+    return service.endpoint_path(request.path_params["namespace"], request.path_params["slug"])
 
 
 @requires("data_api:get_job")

@@ -20,11 +20,14 @@ from starlette.routing import Route
 from starlette.types import Message
 from temporalio.service import RPCError
 
+from api import idempotency
+from api import limits as execute_limits
 from api.context import AppContext, context
 from api.errors import jobs_body
 from api.reconcile import reconcile
 from api.requests import client_address
 from api.schemas.jobs_api import IDENTITY_HEADERS, OPENAPI, PREFIX
+from dataapi import retention
 from dataapi.errors import DomainError
 from dataapi.identity import service as identity
 from dataapi.jobs_api import jobs, service
@@ -90,6 +93,7 @@ async def _job(request: Request, action: str) -> tuple[Caller, RepoJob, Reposito
     job, repo = await ctx.transaction(service.get_job, caller, request.path_params["job_id"])
     if job.status == RepoJobStatus.PROCESSING:
         job = await reconcile(ctx, job, service.fail_lost)
+    retention.check_unexpired(job, ctx.settings.result_retention_seconds)  # 410 once it expired
     return caller, job, repo
 
 
@@ -138,9 +142,11 @@ def _limited(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
+@execute_limits.with_quota_headers
 async def execute(request: Request) -> Response:
     ctx = context(request)
     caller = await _caller(request, "jobs:execute", with_repository=True)
+    execute_limits.admit(request, caller.company_id, caller.api_key_id, caller.scope.user_id)
     ctype = request.headers.get("content-type", "")
     # Every field is optional: a request without a body creates a job with the default params.
     if ctype and not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
@@ -158,19 +164,26 @@ async def execute(request: Request) -> Response:
             raise _refused(400, "file must be a file upload")
         params = _json_field(form.get("params"), "params")
         metadata = _json_field(form.get("metadata"), "metadata") or {}
-        job_id = str(uuid.uuid4())
+        claim = await idempotency.claim_repo_job(request, caller, params, metadata, upload)  # Idempotency-Key
+        if claim is not None and claim.existing is not None:
+            return _json({"message": "Job created", "job_id": claim.job_id}, 201)
+        job_id = claim.job_id if claim is not None else str(uuid.uuid4())
         inputs = await run_in_threadpool(service.stage_inputs, ctx.artifacts,
                                          jobs.artifact_prefix(caller.company_slug, job_id),
                                          upload.file if upload is not None else None,
                                          upload.filename if upload is not None else None)
-    inp = await ctx.transaction(service.record_job, ctx.artifacts, ctx.settings, caller, job_id, inputs, params,
-                                metadata)
+    inp = await idempotency.record_repo_job(request, claim, jobs.artifact_prefix(caller.company_slug, job_id),
+                                            service.record_job, ctx.artifacts, ctx.settings, caller, job_id, inputs,
+                                            params, metadata)
+    if inp is None:  # a concurrent request with the same key and request created this job
+        return _json({"message": "Job created", "job_id": job_id}, 201)
     assert caller.repository is not None
     try:
         client = await ctx.temporal()
         await client.start_workflow(RepositoryJobWorkflow.run, inp, id=job_id, task_queue=ctx.settings.task_queue_jobs,
                                     search_attributes=search_attributes(caller.company_slug, "job",
-                                                                        repository=caller.repository.repo_id))
+                                                                        repository=caller.repository.repo_id),
+                                    **(idempotency.START_OPTIONS if claim is not None else {}))
     except Exception:  # Temporal unreachable, say: the caller gets an error, so no row may stay "processing"
         await ctx.transaction(service.fail_unstarted, job_id)
         raise
@@ -179,7 +192,7 @@ async def execute(request: Request) -> Response:
 
 async def get_job(request: Request) -> Response:
     _, job, repo = await _job(request, "jobs:read")
-    return _json(jobs.describe_job(job, repo))
+    return _json(jobs.describe_job(job, repo, context(request).settings.result_retention_seconds))
 
 
 async def delete_job(request: Request) -> Response:

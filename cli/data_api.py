@@ -51,7 +51,8 @@ def cmd_endpoints_apply(args: argparse.Namespace, settings: Settings) -> None:
         checked = []
         for i, item in enumerate(items, 1):
             try:
-                d = parse_definition(item, settings.default_max_rows, settings.max_rows_cap)
+                d = parse_definition(item, settings.default_max_rows, settings.max_rows_cap,
+                                     settings.export_max_rows_cap)
                 columns, warnings = validated(settings, company, d, validate=not args.no_validate)
             except DefinitionError as e:  # validate.SqlProblem included
                 raise CliError(f"{args.file}: endpoint #{i}: {e}") from None
@@ -86,15 +87,26 @@ def cmd_endpoints_list(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_data_load(args: argparse.Namespace, settings: Settings) -> None:
     from activities.duck.errors import LoadFailed
-    from activities.duck.versions import load_file
+    from activities.duck.versions import load
 
     with session_scope(engine(settings)) as s:
         identity.require_company(s, args.company)
     try:
-        rows = load_file(settings.resolved_data_dir, args.company, args.table, Path(args.file))
+        done = load(settings.resolved_data_dir, args.company, args.table, Path(args.file), replace=not args.append,
+                    by=_os_user(), via="cli")
     except (FileNotFoundError, LoadFailed) as e:
         raise CliError(f"cannot load {args.file}: {e}") from None
-    print(f"loaded {rows} rows into {args.company}.{args.table}")
+    print(f"loaded {done.rows} rows into {args.company}.{args.table} ({done.mode}, {done.version})")
+
+
+def _os_user() -> str | None:
+    """Who runs the command, for the load history; None where the system cannot tell."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
 
 
 def cmd_share_create(args: argparse.Namespace, settings: Settings) -> None:
@@ -139,6 +151,7 @@ def register(sub: Subparsers) -> None:
     ld = add(data, "load", cmd_data_load, "Load a CSV, Parquet or JSON file into a table of the company's database")
     ld.add_argument("--company", required=True)
     ld.add_argument("--table", required=True)
+    ld.add_argument("--append", action="store_true", help="add the rows to the table (default: replace it)")
     ld.add_argument("file")
 
     share = group(sub, "share-contexts", "Share contexts")

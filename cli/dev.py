@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cli.prune_schedule import setup_embedded
 from cli.supervisor import Supervisor
 from dataapi import temporal
 from dataapi.db import upgrade
@@ -105,6 +106,7 @@ def run_dev(settings: Settings) -> None:
             raise SystemExit(f"the Temporal dev server did not start: see {settings.var_dir / 'temporal.log'}") \
                 from None
         demo = bootstrap_demo(settings)
+        asyncio.run(setup_embedded(settings))  # the prune schedule and the namespace's history retention
         metrics = metrics_banner(settings)
         dataapi = [sys.executable, "-m", "cli"]
         supervisor.start("worker", [*dataapi, "worker", "--queues", "queries,callbacks"])
@@ -113,7 +115,7 @@ def run_dev(settings: Settings) -> None:
         print(demo, flush=True)
         print(metrics, flush=True)
         print(f"Temporal UI: http://localhost:{settings.temporal_ui_port}   API: {settings.base_url}   "
-              f"docs: {settings.base_url}/docs\n"
+              f"docs: {settings.base_url}/docs   console: {settings.base_url}/console\n"
               f"Temporal UI decoding: sign in at {settings.base_url}{temporal.CODEC_PATH}/login with the token "
               f"in var/codec-token (docs/operations.md)\nPress Ctrl-C to stop.", flush=True)
         supervisor.watch()

@@ -9,6 +9,8 @@ import getpass
 import json
 import sys
 
+from sqlmodel import Session
+
 from cli.common import CliError, Subparsers, add, engine, group, hasher
 from dataapi import limits
 from dataapi.db import session_scope
@@ -16,6 +18,7 @@ from dataapi.errors import NotFound
 from dataapi.identity import passwords, sessions
 from dataapi.identity import service as identity
 from dataapi.identity.policies import POLICIES
+from dataapi.models import Company, User
 from dataapi.settings import Settings
 from dataapi.statuses import UserKind
 
@@ -55,13 +58,17 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> None:
         print(f"created {user.kind} user {user.name} in {company.slug} with {policies}")
 
 
+def _company_user(s: Session, args: argparse.Namespace) -> tuple[Company, User]:
+    company = identity.require_company(s, args.company)
+    try:
+        return company, identity.require_user(s, company, args.name)
+    except NotFound:
+        raise CliError(f"user {args.name!r} does not exist in {company.slug!r}") from None
+
+
 def cmd_users_disable(args: argparse.Namespace, settings: Settings, disabled: bool = True) -> None:
     with session_scope(engine(settings)) as s:
-        company = identity.require_company(s, args.company)
-        try:
-            user = identity.require_user(s, company, args.name)
-        except NotFound:
-            raise CliError(f"user {args.name!r} does not exist in {company.slug!r}") from None
+        company, user = _company_user(s, args)
         identity.set_user_disabled(s, user, disabled)
         if disabled:
             sessions.end_user_sessions(s, user.id or 0)  # their console sessions end now
@@ -81,11 +88,7 @@ def cmd_users_set_password(args: argparse.Namespace, settings: Settings) -> None
     """Sets a human user's password (prompt or stdin), or prints a one-time invitation link to set it."""
     password = None if args.invite else _new_password(args)
     with session_scope(engine(settings)) as s:
-        company = identity.require_company(s, args.company)
-        try:
-            user = identity.require_user(s, company, args.name)
-        except NotFound:
-            raise CliError(f"user {args.name!r} does not exist in {company.slug!r}") from None
+        company, user = _company_user(s, args)
         if password is None:
             token = passwords.create_invitation(s, user)
         else:

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from cli import data_api, identity, jobs_api, operations, serve
+from cli import data_api, identity, jobs_api, operations, prune, serve
 from cli.common import CliError
 from dataapi.errors import DomainError
 from dataapi.settings import get_settings
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dataapi", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in (serve.register, operations.register, identity.register, data_api.register,
-                     jobs_api.register, operations.register_webhooks):
+                     jobs_api.register, operations.register_webhooks, prune.register):
         register(sub)
     return p
 

@@ -23,13 +23,16 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_temporal_setup(args: argparse.Namespace, settings: Settings) -> None:
     import asyncio
 
+    from cli.prune_schedule import ensure_prune_schedule
     from dataapi import temporal
 
-    async def run() -> list[str]:
-        return await temporal.setup(await temporal.connect(settings), settings.temporal_namespace)
+    async def run() -> tuple[list[str], bool]:
+        client = await temporal.connect(settings)
+        return await temporal.setup(client, settings.temporal_namespace), await ensure_prune_schedule(client, settings)
 
-    added = asyncio.run(run())
+    added, created = asyncio.run(run())
     print(f"search attributes added: {', '.join(added)}" if added else "search attributes already registered")
+    print(f"prune schedule {settings.prune_schedule_id} {'created' if created else 'updated'}")
 
 
 def cmd_jwt_rotate(args: argparse.Namespace, settings: Settings) -> None:
@@ -81,7 +84,8 @@ def register(sub: Subparsers) -> None:
     add(db, "upgrade", cmd_db_upgrade, "Apply the migrations")
 
     tmp = group(sub, "temporal", "Temporal cluster")
-    add(tmp, "setup", cmd_temporal_setup, "Register the search attributes the Temporal UI filters jobs by")
+    add(tmp, "setup", cmd_temporal_setup, "Register the search attributes the Temporal UI filters jobs by, and "
+                                          "create (or update) the prune schedule")
 
     jwt = group(sub, "jwt", "Token signing keys")
     add(jwt, "rotate", cmd_jwt_rotate, "Add a new signing key to the embedded keyset (older keys still verify)")

@@ -58,7 +58,8 @@ class InvalidDefinition(DomainError):
 
 
 class RateLimited(DomainError):
-    """Too many failed attempts: the caller waits ``retry_after`` seconds (sent as ``Retry-After``)."""
+    """Too many attempts (failed logins, or executions over a rate limit): the caller waits ``retry_after``
+    seconds (sent as ``Retry-After``)."""
 
     status, code = 429, "RATE_LIMITED"
 

@@ -31,6 +31,10 @@ class QueryInput:
     callback_schedule_seconds: list[float] = field(default_factory=list)
     callback_jitter: float = 0.1
     local_budget_seconds: float = 0.0  # async: run first as a local activity that gives up after this long
+    store_rows: bool = False  # also store every row (up to rows_limit) as Parquet, for other formats and paging
+    rows_limit: int = 0  # async export endpoints: the most rows stored (export_max_rows); else max_rows
+    cache_seconds: int = 0  # sync: how long the result cache may answer with this result (0: not cached)
+    continued: bool = False  # a sync endpoint run as an async job (Prefer: respond-async): the async limit
 
 
 @dataclass
@@ -42,6 +46,8 @@ class QueryOutput:
     executed_at: str | None = None
     error: str | None = None
     error_type: str | None = None  # ExecutionError | ExecutionTimeout, the ApplicationError type the workflow raises
+    rows_key: str | None = None  # the stored Parquet of every row (store_rows)
+    total_row_count: int | None = None  # rows in rows_key
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from dataapi.statuses import DeliveryStatus, ExecutionMode, JobStatus, RepoJobStatus, UserKind
@@ -54,6 +54,24 @@ class User(SQLModel, table=True):
     kind: str = Field(default=UserKind.INTEGRATION, max_length=20)  # a UserKind
     disabled: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    password_hash: str | None = Field(default=None, max_length=255)  # Argon2id, human users only
+    invitation_hash: str | None = Field(default=None, max_length=64)  # SHA-256 of a one-time invitation token
+    invitation_expires_at: datetime | None = _ts()
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A human user's console session. ``id`` is the SHA-256 of the cookie's token, never the token."""
+
+    __tablename__ = "console_sessions"
+    id: str = Field(max_length=64, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    company_id: int = Field(foreign_key="companies.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    address: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))  # the absolute expiry
+    revoked_at: datetime | None = _ts()
 
 
 class UserPolicy(SQLModel, table=True):
@@ -84,7 +102,7 @@ class RefreshToken(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", index=True)
     api_key_id: int | None = Field(default=None, foreign_key="api_keys.id", index=True)
     issued_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
-    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
     used_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
 
@@ -103,11 +121,30 @@ class Endpoint(SQLModel, table=True):
     parameters: str = "[]"  # JSON list of ParamSpec dicts
     execution_mode: str = Field(default=ExecutionMode.SYNC, max_length=10)  # an ExecutionMode
     max_rows: int = 10_000
+    export_max_rows: int | None = None  # async: every row up to this many is stored and pageable (None: max_rows)
     active: bool = True
     # JSON list of {"name", "type"}: the result's columns as validation at save found them (None: not validated)
     columns: str | None = None
+    # How long a sync result is answered again from the result cache (dataapi.data_api.cache); 0: never cached
+    cache_seconds: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CachedResult(SQLModel, table=True):
+    """The result cache's shared tier (``dataapi.data_api.cache``): a key of a sync execution and the stored result
+    artifact that answers it, so that every API process shares the hits of one execution."""
+
+    __tablename__ = "result_cache"
+    key: str = Field(max_length=64, primary_key=True)  # sha256 hex of company, definition, data version, values
+    company_id: int = Field(index=True)
+    endpoint_id: int = Field(index=True)
+    job_id: str = Field(max_length=64)
+    result_key: str = Field(max_length=255)
+    executed_at: str = Field(max_length=32)  # the original execution's, as its answer said it
+    size_bytes: int
+    stored_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
 
 
 class ShareContextRow(SQLModel, table=True):
@@ -127,6 +164,8 @@ class Job(SQLModel, table=True):
     """The durable record of one execution; its id is the Temporal workflow id."""
 
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_idempotency", "company_id", "user_id", "idempotency_key", unique=True),
+                      Index("ix_jobs_endpoint_user_created", "endpoint_id", "user_id", "created_at"))
     id: str = Field(max_length=64, primary_key=True)
     company_id: int = Field(foreign_key="companies.id", index=True)
     endpoint_id: int = Field(foreign_key="endpoints.id", index=True)
@@ -139,10 +178,16 @@ class Job(SQLModel, table=True):
     result_key: str | None = Field(default=None, max_length=512)
     row_count: int | None = None
     truncated: bool | None = None
+    rows_key: str | None = Field(default=None, max_length=512)  # every row stored as Parquet (formats, paging)
+    total_row_count: int | None = None  # rows in rows_key
+    rows_truncated: bool | None = None  # the query had more rows than rows_key holds (export_max_rows)
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False,
                                                                           index=True))
-    completed_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts(index=True)
+    expired_at: datetime | None = _ts()  # the result and files were pruned: a tombstone (dataapi/retention.py)
+    idempotency_key: str | None = Field(default=None, max_length=255)  # dataapi/idempotency.py
+    request_fingerprint: str | None = Field(default=None, max_length=64)
 
 
 class WebhookSecret(SQLModel, table=True):
@@ -172,7 +217,7 @@ class CallbackDelivery(SQLModel, table=True):
     next_attempt_at: datetime | None = _ts()
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False,
                                                                           index=True))
-    finished_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts(index=True)
 
 
 class CallbackAttempt(SQLModel, table=True):
@@ -214,6 +259,7 @@ class RepoJob(SQLModel, table=True):
     was recorded: only ``jobs:all_clients`` sees those."""
 
     __tablename__ = "repo_jobs"
+    __table_args__ = (Index("ix_repo_jobs_idempotency", "company_id", "user_id", "idempotency_key", unique=True),)
     id: str = Field(max_length=64, primary_key=True)
     company_id: int = Field(foreign_key="companies.id", index=True)
     repository_id: int = Field(foreign_key="repositories.id", index=True)
@@ -230,4 +276,28 @@ class RepoJob(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False,
                                                                           index=True))
-    completed_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts(index=True)
+    expired_at: datetime | None = _ts()  # the result and files were pruned: a tombstone (dataapi/retention.py)
+    idempotency_key: str | None = Field(default=None, max_length=255)  # dataapi/idempotency.py
+    request_fingerprint: str | None = Field(default=None, max_length=64)
+
+
+class CompanyLimits(SQLModel, table=True):
+    """A company's own execute limits (``dataapi/limits.py``); an empty value keeps the setting's default."""
+
+    __tablename__ = "company_limits"
+    company_id: int = Field(foreign_key="companies.id", primary_key=True)
+    requests_per_minute: int | None = None  # the company's, all keys together; 0: no limit
+    key_requests_per_minute: int | None = None  # each API key's; 0: no limit
+    sync_concurrency: int | None = None  # sync executions in flight per API process
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RateCounter(SQLModel, table=True):
+    """Execute requests of one scope (``key:<id>``, ``user:<id>``, ``company:<id>``) in one minute, summed over
+    the API processes (``dataapi/limits.py``)."""
+
+    __tablename__ = "rate_counters"
+    scope: str = Field(max_length=64, primary_key=True)
+    minute: int = Field(primary_key=True, index=True)  # unix time // 60
+    count: int = 0

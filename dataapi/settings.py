@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    # Where people open the Temporal UI (the console links each job to its workflow there); empty: the embedded
+    # UI at http://localhost:<temporal_ui_port>.
+    temporal_ui_url: str = ""
     temporal_tls: bool = False  # TLS to the frontend (implied by any of the three files below)
     temporal_tls_ca_file: str | None = None  # a private CA of the cluster
     temporal_tls_cert_file: str | None = None  # mTLS client certificate (Temporal Cloud)
@@ -81,6 +84,10 @@ class Settings(BaseSettings):
     auth_max_failures: int = 10
     auth_failure_window_seconds: int = 60
 
+    # Console sessions (human users): ended after this long without a request, and this long after login.
+    console_session_idle_seconds: int = 8 * 3600
+    console_session_absolute_seconds: int = 7 * 24 * 3600
+
     # Queries
     sync_timeout_seconds: float = 60.0
     # The API hosts a query worker (workflow tasks and local activities only) so that sync executions start
@@ -90,7 +97,14 @@ class Settings(BaseSettings):
     # workflow's start and its outcome is handed to the waiting request in-process. False: every sync call
     # waits for its workflow's result through Temporal.
     sync_fast_lane: bool = True
+    # The result cache of endpoints with cache_seconds (dataapi/data_api/cache.py): the bytes each API process
+    # keeps in memory (least recently used out first; 0: no in-process tier), and the largest result it
+    # caches at all (larger ones always run).
+    result_cache_bytes: int = Field(default=64 << 20, ge=0)
+    result_cache_max_entry_bytes: int = Field(default=1 << 20, ge=0)
     async_timeout_seconds: float = 6 * 3600.0
+    # How long an Idempotency-Key names its job (dataapi/idempotency.py); after it the key may name a new one.
+    idempotency_window_seconds: float = Field(default=86_400.0, gt=0)
     query_heartbeat_seconds: float = 10.0  # a killed worker's async query is retried after this
     # An async query first runs as a local activity where its workflow task runs (with eager start: the API's
     # query worker); unfinished after this long, it stops and runs as a regular activity on the worker
@@ -98,6 +112,7 @@ class Settings(BaseSettings):
     async_local_budget_seconds: float = Field(default=1.0, ge=0, le=30)
     default_max_rows: int = 10_000
     max_rows_cap: int = 100_000
+    export_max_rows_cap: int = Field(default=10_000_000, ge=1)  # ceiling of an async endpoint's export_max_rows
     max_result_bytes: int = Field(default=32 << 20, ge=1024)  # JSON of one execution's rows: RESULT_TOO_LARGE past it
     query_memory_limit: str = "1GB"
     query_threads: int = 2
@@ -105,6 +120,16 @@ class Settings(BaseSettings):
     # DuckDB queries running at once per process (the others wait their turn): each holds its working memory,
     # and past the cores they add memory, not throughput. 0: the CPU count.
     query_concurrency: int = Field(default=0, ge=0)
+    # Execute requests per minute (both APIs) per API key and per company, 0: no limit; per-company overrides with
+    # `dataapi companies limits`. Shared by the API processes through the metadata store, synced in the background
+    # at most every rate_limit_sync_seconds (dataapi/limits.py says how far processes may overshoot).
+    rate_limit_per_key: int = Field(default=0, ge=0)
+    rate_limit_per_company: int = Field(default=0, ge=0)
+    rate_limit_sync_seconds: float = Field(default=0.5, gt=0, le=10)
+    # Sync executions of one company in flight per API process; 0: query_workers minus 2 (at least 1). A call over
+    # it waits up to sync_queue_seconds for a turn, then gets 429.
+    sync_concurrency_per_company: int = Field(default=0, ge=0)
+    sync_queue_seconds: float = Field(default=2.0, ge=0, le=60)
 
     # Callbacks (webhooks) of async jobs. Delays between attempts: immediately, 5 s, 5 min, 30 min, 2 h, 5 h,
     # 10 h, 14 h, 20 h, 24 h (about three days), each with +-jitter; Retry-After of a 429/503 replaces a delay.
@@ -134,6 +159,15 @@ class Settings(BaseSettings):
     job_max_processes: int = Field(default=256, ge=8)  # processes and threads in one job's sandbox
     job_max_open_files: int = Field(default=1024, ge=64)
     job_tmp_bytes: int = Field(default=64 << 20, ge=1 << 20)  # the sandbox's /tmp and /dev/shm, each (memory)
+
+    # Retention (dataapi/retention.py): a finished job's result, files and callback log expire this long after it
+    # ended (its result routes then answer 410); its row stays as a tombstone this much longer, then goes (404).
+    # The prune schedule (Temporal Schedule prune_schedule_id) runs every prune_interval_seconds, in batches.
+    result_retention_seconds: float = Field(default=7 * 86_400.0, ge=0)
+    tombstone_retention_seconds: float = Field(default=30 * 86_400.0, ge=0)
+    prune_interval_seconds: float = Field(default=3600.0, ge=1)
+    prune_batch_size: int = Field(default=500, ge=1, le=10_000)
+    prune_schedule_id: str = "dataapi-prune"
 
     log_level: str = "INFO"
     metrics_token: str = ""  # set: GET /metrics needs "Authorization: Bearer <token>"

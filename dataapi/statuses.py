@@ -14,11 +14,12 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
-    """A Data API job (``jobs.status``)."""
+    """A Data API job (``jobs.status``); a finished job its caller deleted is kept as a row that no one sees."""
 
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    DELETED = "deleted"
 
 
 class QueryStatus(StrEnum):

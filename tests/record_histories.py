@@ -27,12 +27,14 @@ from api.app import create_app
 from cli.dev import temporal_binary
 from dataapi.db import make_engine, session_scope, upgrade
 from dataapi.models import Job
+from dataapi.retention import PruneInput
 from dataapi.settings import Settings
 from dataapi.temporal import SEARCH_ATTRIBUTES
 from tests.support.data_api import SECOND_OF_WORK, SLOW_SQL, Tenant, bearer, execute
 from tests.support.jobs_api import CSV, Org
 from tests.support.receiver import Receiver, Reply, make_pki
 from worker import build_callback_worker, build_job_worker, build_query_worker
+from workflows.prune import PruneWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 IDENTITY = "record-histories"  # instead of pid@hostname in every recorded event
@@ -215,10 +217,19 @@ async def job_cancelled(rec: Recording) -> str:
     return job_id
 
 
+async def prune_completed(rec: Recording) -> str:
+    """A run of the prune schedule's workflow: the records, then a jobs worker's folders."""
+    settings = rec.ctx.settings
+    workflow_id = f"prune-{uuid.uuid4().hex[:8]}"
+    await rec.client.start_workflow(PruneWorkflow.run, PruneInput(jobs_task_queue=settings.task_queue_jobs),
+                                    id=workflow_id, task_queue=settings.task_queue_callbacks)
+    return workflow_id
+
+
 SCENARIOS: dict[str, Callable[[Recording], Awaitable[str]]] = {f.__name__: f for f in (
     query_sync_completed, query_sync_failed, query_sync_timed_out, query_async_completed_callback,
     query_async_cancelled, query_async_local_completed, query_async_local_outran, callback_delivered_after_retries,
-    callback_gone, job_completed, job_failed, job_cancelled,
+    callback_gone, job_completed, job_failed, job_cancelled, prune_completed,
 )}
 # How each recorded workflow ended: the replay test checks the fixtures still show these paths.
 CLOSED_AS = {
@@ -227,6 +238,7 @@ CLOSED_AS = {
     "query_async_local_completed": "COMPLETED", "query_async_local_outran": "COMPLETED",
     "callback_delivered_after_retries": "COMPLETED", "callback_gone": "COMPLETED",
     "job_completed": "COMPLETED", "job_failed": "FAILED", "job_cancelled": "CANCELED",
+    "prune_completed": "COMPLETED",
 }
 
 

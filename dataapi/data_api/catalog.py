@@ -45,6 +45,7 @@ def _entry(session: Session, caller: Any, endpoint: Endpoint) -> dict[str, Any]:
     return {
         "namespace": endpoint.namespace, "slug": endpoint.slug, "description": endpoint.description,
         "execution_mode": endpoint.execution_mode, "max_rows": endpoint.max_rows,
+        "cache_seconds": endpoint.cache_seconds,
         "parameters": [_parameter(spec, rules.get(spec.name, {})) for spec in specs_of(endpoint)],
     }
 

@@ -15,7 +15,10 @@ from dataapi.statuses import ExecutionMode
 from dataapi.timestamps import iso
 
 MODES = tuple(ExecutionMode)
-_FIELDS = {"namespace", "slug", "description", "sql", "parameters", "execution_mode", "max_rows", "active"}
+_FIELDS = {"namespace", "slug", "description", "sql", "parameters", "execution_mode", "max_rows", "active",
+           "export_max_rows", "cache_seconds"}
+MAX_CACHE_SECONDS = 30 * 86_400
+EXPORT_MAX_ROWS_CAP = 10_000_000  # Settings.export_max_rows_cap's default
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,12 @@ class EndpointDef:
     max_rows: int
     active: bool
     description: str
+    export_max_rows: int | None = None  # async only: every row up to this many is stored and pageable
+    cache_seconds: int = 0  # sync results answered again from the result cache this long; 0: not cached
 
 
-def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int) -> EndpointDef:
+def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int,
+                     export_max_rows_cap: int = EXPORT_MAX_ROWS_CAP) -> EndpointDef:
     """Validates an endpoint definition; raises ``DefinitionError`` naming the first problem."""
     if not isinstance(data, dict):
         raise DefinitionError("an endpoint definition must be an object")
@@ -66,7 +72,27 @@ def parse_definition(data: Any, default_max_rows: int, max_rows_cap: int) -> End
     description = data.get("description", "")
     if not isinstance(description, str) or len(description) > 2000:
         raise DefinitionError("'description' must be a string of at most 2000 characters")
-    return EndpointDef(namespace, slug, sql, specs, ExecutionMode(mode), max_rows, active, description)
+    export_max_rows = _export_max_rows(data, ExecutionMode(mode), max_rows, export_max_rows_cap)
+    return EndpointDef(namespace, slug, sql, specs, ExecutionMode(mode), max_rows, active, description,
+                       export_max_rows, _cache_seconds(data))
+
+
+def _cache_seconds(data: dict[str, Any]) -> int:
+    value = data.get("cache_seconds", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_CACHE_SECONDS:
+        raise DefinitionError(f"'cache_seconds' must be an integer from 0 (not cached) to {MAX_CACHE_SECONDS}")
+    return value
+
+
+def _export_max_rows(data: dict[str, Any], mode: ExecutionMode, max_rows: int, cap: int) -> int | None:
+    value = data.get("export_max_rows")
+    if value is None:
+        return None
+    if mode != ExecutionMode.ASYNC:
+        raise DefinitionError("'export_max_rows' applies to async endpoints only")
+    if not isinstance(value, int) or isinstance(value, bool) or not max_rows <= value <= cap:
+        raise DefinitionError(f"'export_max_rows' must be an integer from max_rows ({max_rows}) to {cap}")
+    return value
 
 
 def _slug(data: dict[str, Any], name: str, default: str | None = None) -> str:
@@ -85,7 +111,9 @@ def describe_endpoint(endpoint: Endpoint) -> dict[str, Any]:
     return {
         "namespace": endpoint.namespace, "slug": endpoint.slug, "description": endpoint.description,
         "sql": endpoint.sql, "parameters": json.loads(endpoint.parameters),
-        "execution_mode": endpoint.execution_mode, "max_rows": endpoint.max_rows, "active": endpoint.active,
+        "execution_mode": endpoint.execution_mode, "max_rows": endpoint.max_rows,
+        "export_max_rows": endpoint.export_max_rows, "active": endpoint.active,
+        "cache_seconds": endpoint.cache_seconds,
         "columns": json.loads(endpoint.columns) if endpoint.columns is not None else None,
         "created_at": iso(endpoint.created_at), "updated_at": iso(endpoint.updated_at),
     }

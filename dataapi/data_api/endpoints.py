@@ -28,6 +28,9 @@ class Executable:
     parameters: str  # JSON list of ParamSpec dicts
     execution_mode: str
     max_rows: int
+    export_max_rows: int | None
+    cache_seconds: int
+
 
 
 def validated(settings: Settings, company: Company, d: EndpointDef, *, validate: bool = True,
@@ -53,6 +56,8 @@ def upsert_endpoint(session: Session, company: Company, d: EndpointDef,
     endpoint.sql = d.sql
     endpoint.parameters = json.dumps([p.to_dict() for p in d.parameters])
     endpoint.execution_mode, endpoint.max_rows = d.execution_mode, d.max_rows
+    endpoint.export_max_rows = d.export_max_rows
+    endpoint.cache_seconds = d.cache_seconds
     endpoint.active, endpoint.description = d.active, d.description
     endpoint.columns = json.dumps(columns) if columns is not None else None
     endpoint.updated_at = utcnow()

@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from dataapi.data_api import statements
 from dataapi.models import Job, utcnow
+from dataapi.retention import expires_at
 from dataapi.statuses import JobStatus
 from dataapi.timestamps import iso
 
@@ -41,19 +42,24 @@ def finish_job(conn: Connection, job_id: str, *, status: JobStatus, insert: dict
 
 def find_job(session: Session, company_id: int, endpoint_id: int, job_id: str) -> Job | None:
     job = session.get(Job, job_id)
-    if job is None or job.company_id != company_id or job.endpoint_id != endpoint_id:
+    if job is None or job.company_id != company_id or job.endpoint_id != endpoint_id \
+            or job.status == JobStatus.DELETED:
         return None
     return job
 
 
-def job_body(job: Job, result: bytes | None) -> dict[str, Any]:
-    """The seed's job object (GET job, and the body of its callback); ``result`` is the stored JSON document."""
-    return {
+def job_body(job: Job, result: bytes | None, retention_seconds: float | None = None) -> dict[str, Any]:
+    """The seed's job object (GET job, and the body of its callback); ``result`` is the stored JSON document.
+    Given the retention, also ``expires_at`` (dataapi/retention.py; null while the job runs)."""
+    body = {
         "job_id": job.id, "status": job.status,
         "result": orjson.Fragment(result) if job.status == JobStatus.COMPLETED and result is not None else None,
         "error": job.error if job.status == JobStatus.FAILED else None,
         "created_at": iso(job.created_at), "completed_at": iso(job.completed_at),
     }
+    if retention_seconds is not None:
+        body["expires_at"] = iso(expires_at(job.completed_at, retention_seconds))
+    return body
 
 
 def _check_columns(names: Iterable[str]) -> None:

@@ -21,6 +21,7 @@ from dataapi.data_api.endpoints import executable_endpoint, find_endpoint
 from dataapi.data_api.param_values import ParamError, coerce
 from dataapi.data_api.share_contexts import effective_share_context
 from dataapi.errors import Conflict, DomainError, Invalid, NotFound
+from dataapi.identity.service import valid_slug
 from dataapi.messages import CallbackInput, QueryInput, QueryOutput
 from dataapi.models import Job, pk
 from dataapi.settings import Settings
@@ -45,6 +46,13 @@ class EndpointNotFound(NotFound):
 
     def __init__(self) -> None:
         super().__init__("Endpoint does not exist, is inactive, or belongs to another company")
+
+
+def endpoint_path(namespace: str, slug: str) -> tuple[str, str]:
+    """A route's namespace and slug; one that cannot name an endpoint is the endpoint's 404."""
+    if not valid_slug(namespace) or not valid_slug(slug):
+        raise EndpointNotFound()
+    return namespace, slug
 
 
 class JobNotFound(NotFound):
@@ -82,9 +90,13 @@ def check_callback(url: Any, allow_cidrs: list[str], allow_hosts: list[str]) -> 
 
 
 def prepare_execution(conn: Connection, settings: Settings, caller: Caller, namespace: str, slug: str,
-                      body: dict[str, Any]) -> QueryInput:
+                      body: dict[str, Any], *, job_id: str | None = None, row: dict[str, Any] | None = None,
+                      respond_async: bool = False) -> QueryInput:
     """Loads the endpoint, applies the caller's share context and binds the parameters; an async job's row is
-    written here, before its workflow starts, so that polling never races the start."""
+    written here, before its workflow starts, so that polling never races the start. ``job_id`` and ``row``
+    (extra columns; a sync job's row is then written here too) come from an Idempotency-Key
+    (``dataapi.idempotency``); ``respond_async`` runs a sync endpoint as an async job (``Prefer:
+    respond-async``: the caller waits for it a while, then polls)."""
     check_body(body)
     endpoint = executable_endpoint(conn, caller.company_id, namespace, slug)
     if endpoint is None:
@@ -95,11 +107,12 @@ def prepare_execution(conn: Connection, settings: Settings, caller: Caller, name
         params = coerce(specs, body.get("parameter_values"), share)
     except ParamError as e:
         raise Invalid(e.message, code="INVALID_PARAMETER") from None
-    mode = endpoint.execution_mode
+    continued = respond_async and endpoint.execution_mode == ExecutionMode.SYNC
+    mode = ExecutionMode.ASYNC if continued else endpoint.execution_mode
     sync = mode == ExecutionMode.SYNC
     callback = body.get("callback_url") if not sync else None
     inp = QueryInput(
-        job_id=secrets.token_hex(12), company_id=caller.company_id, company_slug=caller.company_slug,
+        job_id=job_id or secrets.token_hex(12), company_id=caller.company_id, company_slug=caller.company_slug,
         endpoint_id=endpoint.id, endpoint=f"{namespace}/{slug}", sql=endpoint.sql,
         param_specs=[s.to_dict() for s in specs], params=params,
         max_rows=min(endpoint.max_rows, settings.max_rows_cap), mode=mode,
@@ -112,12 +125,18 @@ def prepare_execution(conn: Connection, settings: Settings, caller: Caller, name
         callback_task_queue=settings.task_queue_callbacks,
         callback_schedule_seconds=list(settings.callback_schedule_seconds),
         callback_jitter=settings.callback_jitter,
-        local_budget_seconds=0.0 if sync else settings.async_local_budget_seconds,
+        # An export (every row stored) runs on the worker processes, never a first attempt in the API's.
+        local_budget_seconds=0.0 if sync or endpoint.export_max_rows else settings.async_local_budget_seconds,
+        store_rows=not sync,  # an async job's result is read in any format and paged (dataapi.data_api.results)
+        rows_limit=min(endpoint.export_max_rows, settings.export_max_rows_cap)
+        if endpoint.export_max_rows and not sync else 0,
+        cache_seconds=endpoint.cache_seconds if sync else 0,  # async stays uncached (docs/decisions.md)
+        continued=continued,
     )
-    if not sync:
+    if not sync or row is not None:
         jobs.create_job(conn, id=inp.job_id, company_id=inp.company_id, endpoint_id=inp.endpoint_id,
                         mode=mode, parameters=json.dumps(params), callback_url=inp.callback_url,
-                        user_id=inp.user_id, api_key_id=inp.api_key_id)
+                        user_id=inp.user_id, api_key_id=inp.api_key_id, **(row or {}))
     return inp
 
 

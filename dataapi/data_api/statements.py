@@ -25,7 +25,7 @@ _JOBS = _table(Job)
 # The active endpoint namespace/slug of a company, as an execution reads it.
 EXECUTABLE_AT = core_select(
     _ENDPOINTS.c.id, _ENDPOINTS.c.sql, _ENDPOINTS.c.parameters, _ENDPOINTS.c.execution_mode,
-    _ENDPOINTS.c.max_rows,
+    _ENDPOINTS.c.max_rows, _ENDPOINTS.c.export_max_rows, _ENDPOINTS.c.cache_seconds,
 ).where(_ENDPOINTS.c.company_id == bindparam("company_id"), _ENDPOINTS.c.namespace == bindparam("namespace"),
         _ENDPOINTS.c.slug == bindparam("slug"), _ENDPOINTS.c.active)
 

@@ -11,7 +11,9 @@ from sqlmodel import Session, col, select
 
 from dataapi.errors import DomainError
 from dataapi.models import RepoJob, Repository, as_utc, utcnow
+from dataapi.retention import expires_at
 from dataapi.statuses import RepoJobStatus
+from dataapi.timestamps import iso
 
 STAMP = "%Y%m%d%H%M"  # from_date / to_date of the list route
 
@@ -71,13 +73,17 @@ def parse_stamp(value: str | None, name: str) -> datetime | None:
         raise DomainError(f"Invalid {name}: expected YYYYMMDDHHMM") from None
 
 
-def describe_job(job: RepoJob, repo: Repository) -> dict:
-    """The seed's fields as they apply to one job, plus its id and status."""
-    return {
+def describe_job(job: RepoJob, repo: Repository, retention_seconds: float | None = None) -> dict:
+    """The seed's fields as they apply to one job, plus its id and status; given the retention, also when its
+    result and files expire (``expires_at``, dataapi/retention.py; null while it runs)."""
+    body = {
         "job_id": job.id, "status": job.status, "repository_id": repo.repo_id, "name": repo.name,
         "input": json.loads(job.inputs), "created_on": as_utc(job.created_at).strftime("%Y-%m-%d_%H:%M:%S"),
         "created_by": job.created_by, "params": job.has_params, "metadata": json.loads(job.job_metadata),
     }
+    if retention_seconds is not None:
+        body["expires_at"] = iso(expires_at(job.completed_at, retention_seconds))
+    return body
 
 
 def finish_job(session: Session, job_id: str, status: RepoJobStatus, error: str | None = None) -> None:

@@ -201,4 +201,5 @@ async def test_the_console_script_keeps_its_output_and_status_after_using_tempor
                DATAAPI_TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host)
     done = await asyncio.to_thread(subprocess.run, [str(Path(sys.executable).parent / "dataapi"), "temporal", "setup"],
                                    env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "search attributes already registered\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, "search attributes already registered\nprune schedule dataapi-prune created\n", "")

@@ -106,8 +106,9 @@ async def test_production_topology_survives_killed_workers(topology, pg_url, s3_
     lap("temporal + tenant")
     setup = topo.run("temporal", "setup")
     assert setup.returncode == 0, setup.stderr
-    assert setup.stdout.strip() == "search attributes added: " + ", ".join(sorted(a.name for a in
-                                                                                  temporal.SEARCH_ATTRIBUTES))
+    assert setup.stdout.splitlines() == ["search attributes added: " + ", ".join(sorted(a.name for a in
+                                                                                    temporal.SEARCH_ATTRIBUTES)),
+                                         "prune schedule dataapi-prune created"]
     lap("dataapi temporal setup")
 
     api = topo.spawn("api", [str(DATAAPI), "api"])

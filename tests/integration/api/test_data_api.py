@@ -41,8 +41,9 @@ async def test_async_execute_then_poll(tenant, api):
     assert accepted["polling_url"] == f"/api/v1/data-api/default/relatorio-mensal/jobs/{accepted['job_id']}"
 
     job = await wait_job(api, token, accepted["polling_url"])
-    # The seed's fields, in order, then the callback's state (the job was submitted with a callback_url).
-    assert list(job) == ["job_id", "status", "result", "error", "created_at", "completed_at", "callback"]
+    # The seed's fields, in order, then when it expires and the callback's state (it has a callback_url).
+    assert list(job) == ["job_id", "status", "result", "error", "created_at", "completed_at", "expires_at",
+                         "callback"]
     assert job["callback"]["status"] == "pending"
     assert job["status"] == "completed" and job["error"] is None
     assert ISO_Z.match(job["created_at"]) and ISO_Z.match(job["completed_at"])
@@ -155,7 +156,8 @@ async def test_ten_thousand_wide_rows(tenant, api, mode):
     if mode == "async":
         assert r.status_code == 202
         job = await wait_job(api, token, r.json()["polling_url"])
-        assert list(job) == ["job_id", "status", "result", "error", "created_at", "completed_at"]  # no callback
+        assert list(job) == ["job_id", "status", "result", "error", "created_at", "completed_at",
+                             "expires_at"]  # no callback
         body = job["result"]
     else:
         assert r.status_code == 200, r.text

@@ -38,6 +38,15 @@ EXEMPT = {
     ("GET", DATA + "/{rest:path}"): "answers malformed Data API paths with 400/404, never reads an object",
     ("POST", DATA + "/{rest:path}"): "answers malformed Data API paths with 400/404, never reads an object",
     ("*", "/docs/assets"): "static Swagger UI files",
+    ("*", "/console/static"): "the console's static files",
+    ("GET", "/console/invitation/{token}"): "a one-time invitation secret, not a company object (console/test_login)",
+    ("POST", "/console/invitation/{token}"): "a one-time invitation secret, not a company object (console/test_login)",
+    **{(method, "/console" + path): "a console page: tests/integration/console/test_permissions.py probes it"
+       for method, path in (("GET", "/endpoints/{namespace}/{slug}"), ("GET", "/endpoints/{namespace}/{slug}/edit"),
+                            ("POST", "/endpoints/{namespace}/{slug}/edit"),
+                            ("POST", "/endpoints/{namespace}/{slug}/run"), ("GET", "/jobs/data/{job_id}"),
+                            ("GET", "/jobs/data/{job_id}/result"), ("POST", "/jobs/data/{job_id}/redeliver"),
+                            ("GET", "/jobs/repo/{job_id}"), ("GET", "/jobs/repo/{job_id}/{name}"))},
 }
 
 
@@ -92,6 +101,12 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("GET", DATA + "/{namespace}/{slug}/jobs/{job_id}"): Probe(
         lambda w: {"job_id": w.ids["query_job"]}, fixed=SHARED_ENDPOINT),
     ("POST", DATA + "/{namespace}/{slug}/jobs/{job_id}/callback/redeliver"): Probe(
+        lambda w: {"job_id": w.ids["query_job"]}, fixed=SHARED_ENDPOINT),
+    ("GET", DATA + "/{namespace}/{slug}/jobs"): Probe(lambda w: {"slug": w.ids["endpoint"]},
+                                                      fixed={"namespace": "default"}),
+    ("DELETE", DATA + "/{namespace}/{slug}/jobs/{job_id}"): Probe(
+        lambda w: {"job_id": w.ids["query_job"]}, fixed=SHARED_ENDPOINT),
+    ("GET", DATA + "/{namespace}/{slug}/jobs/{job_id}/result"): Probe(
         lambda w: {"job_id": w.ids["query_job"]}, fixed=SHARED_ENDPOINT),
     ("GET", ADMIN + "/endpoints/{namespace}/{slug}"): Probe(
         lambda w: {"slug": w.ids["endpoint"]}, fixed={"namespace": "default"}),

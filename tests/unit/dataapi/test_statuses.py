@@ -21,7 +21,7 @@ from dataapi.statuses import (
 
 
 def test_values_are_the_contracts_words():
-    assert [*JobStatus] == ["processing", "completed", "failed"]
+    assert [*JobStatus] == ["processing", "completed", "failed", "deleted"]  # deleted: never shown
     assert [*QueryStatus] == ["completed", "failed", "unfinished"]
     assert [*RepoJobStatus] == ["processing", "completed", "failed", "deleted"]
     assert [*DeliveryStatus] == ["pending", "delivered", "failed"]

@@ -20,11 +20,12 @@ from dataapi.settings import Settings
 from tests.record_histories import CLOSED_AS, HISTORIES, SCENARIOS
 from workflows.callback import CallbackWorkflow
 from workflows.job import RepositoryJobWorkflow
+from workflows.prune import PruneWorkflow
 from workflows.query import QueryWorkflow
 
 # Replayed under the default sandbox: QueryWorkflow, which production runs unsandboxed for speed, still has
 # its clock, random and I/O calls checked here.
-WORKFLOWS = [QueryWorkflow, CallbackWorkflow, RepositoryJobWorkflow]
+WORKFLOWS = [QueryWorkflow, CallbackWorkflow, RepositoryJobWorkflow, PruneWorkflow]
 # Through the project's converter, payload codec included: the recorded histories are plaintext (written before
 # encryption, or with it off) and must keep decoding through it unchanged.
 CONVERTER = data_converter(Settings(payload_keyset=json.dumps(new_keyset())))
@@ -70,6 +71,7 @@ def test_the_paths_are_the_interesting_ones():
     assert "TIMER_STARTED" in types("callback_delivered_after_retries")
     assert types("callback_gone").count("ACTIVITY_TASK_SCHEDULED") == 1
     assert "ACTIVITY_TASK_CANCEL_REQUESTED" in types("job_cancelled")
+    assert types("prune_completed").count("ACTIVITY_TASK_SCHEDULED") == 2  # the records, then a worker's folders
 
 
 # --- the check bites: a workflow changed in a non-deterministic way fails the replay -----------------------

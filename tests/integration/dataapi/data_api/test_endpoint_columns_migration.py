@@ -25,7 +25,7 @@ def test_earlier_endpoints_have_unknown_columns(empty_url):
                               "CURRENT_TIMESTAMP)"), {"c": company_id})
         engine.dispose()
         upgrade(empty_url)
-        assert inspect(engine).get_columns("endpoints")[-1]["name"] == "columns"
+        assert "columns" in {c["name"] for c in inspect(engine).get_columns("endpoints")}
         with session_scope(engine) as s:
             old = find_endpoint(s, company_id, "default", "antigo")
             assert old is not None and describe_endpoint(old)["columns"] is None
