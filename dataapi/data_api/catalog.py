@@ -51,14 +51,7 @@ def _entry(session: Session, caller: Any, endpoint: Endpoint) -> dict[str, Any]:
 
 
 def _parameter(spec: ParamSpec, rule: dict) -> dict[str, Any]:
-    p: dict[str, Any] = {"name": spec.name, "type": spec.type, "required": spec.required, "default": spec.default,
-                         "description": spec.description, "fixed": False}
-    if spec.type == "enum":
-        p["allowed_values"] = list(spec.allowed_values)
-    if spec.pattern:
-        p["pattern"] = spec.pattern
-    if spec.max_length is not None:
-        p["max_length"] = spec.max_length
+    p: dict[str, Any] = {**spec.to_dict(), "fixed": False}
     if "pinned" in rule:  # applied by the server: the caller sends nothing (or the same value)
         value = _value(spec, rule["pinned"])
         p.update(fixed=True, value=value, required=False, default=value)

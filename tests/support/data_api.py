@@ -18,7 +18,9 @@ from dataapi.data_api.endpoints import find_endpoint, upsert_endpoint
 from dataapi.data_api.share_contexts import create_share_context
 from dataapi.db import session_scope
 from dataapi.identity import service as identity
+from dataapi.settings import Settings
 from tests.conftest import unique_slug
+from tests.support.s3 import CREDENTIALS, new_bucket
 
 # Under a second of DuckDB work: beyond the 0.2 s local budget the async-path tests give, well within the timeout.
 SECOND_OF_WORK = "SELECT count(*) AS n FROM range(20000) a, range(20000) b WHERE a.range * b.range = -1"
@@ -113,3 +115,26 @@ async def api(stack):
 @pytest.fixture
 def tenant(stack, api) -> Tenant:
     return Tenant(stack, api)
+
+
+# The stack on each pairing of metadata store and artifact store: a module's ``stack_settings`` fixture, declared
+# with ``@pytest.fixture(**ON_EACH_STORE)``, returns ``settings_on_store(...)``.
+ON_EACH_STORE = {"params": [("sqlite", "local"), ("postgresql", "s3")], "ids": ["sqlite-local", "postgresql-s3"]}
+
+
+def settings_on_store(request, tmp_path, temporal_env, payload_keyset, monkeypatch, **extra) -> Settings:
+    """The stack's settings on the store pairing of ``request.param`` (an S3 bucket of its own on the moto server),
+    with fresh task queues and ``extra``."""
+    database, store = request.param
+    url = request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "pg_url"}[database])
+    artifact_store = ""
+    if store == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["access_key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["secret_key"])
+        artifact_store = f"s3://{new_bucket(endpoint)}/a?endpoint={endpoint}&region=us-east-1"
+    return Settings(var_dir=tmp_path / "var", database_url=url, payload_keyset=payload_keyset,
+                    artifact_store=artifact_store,
+                    temporal_address=temporal_env.client.service_client.config.target_host,
+                    task_queue_queries=f"queries-{uuid.uuid4().hex[:8]}",
+                    task_queue_callbacks=f"callbacks-{uuid.uuid4().hex[:8]}", **extra)

@@ -6,36 +6,22 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from dataapi.settings import Settings
-from tests.support.data_api import SECOND_OF_WORK, bearer, execute, wait_job
-from tests.support.s3 import CREDENTIALS, new_bucket
+from tests.support.data_api import ON_EACH_STORE, SECOND_OF_WORK, bearer, execute, settings_on_store, wait_job
 
 ROWS = 50_000
 EXPORT_SQL = (f"SELECT i AS n, 'row ' || i AS label, (i / 4)::DECIMAL(12, 2) AS quarter FROM range({ROWS}) t(i) "
               "ORDER BY i")
 
 
-@pytest.fixture(params=[("sqlite", "local"), ("postgresql", "s3")], ids=["sqlite-local", "postgresql-s3"])
+@pytest.fixture(**ON_EACH_STORE)
 def stack_settings(request, tmp_path, temporal_env, payload_keyset, monkeypatch) -> Settings:
-    database, store = request.param
-    url = request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "pg_url"}[database])
-    artifact_store = ""
-    if store == "s3":
-        endpoint = request.getfixturevalue("s3_endpoint")
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["access_key"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["secret_key"])
-        artifact_store = f"s3://{new_bucket(endpoint)}/a?endpoint={endpoint}&region=us-east-1"
-    return Settings(var_dir=tmp_path / "var", database_url=url, payload_keyset=payload_keyset,
-                    artifact_store=artifact_store,
-                    temporal_address=temporal_env.client.service_client.config.target_host,
-                    task_queue_queries=f"queries-{uuid.uuid4().hex[:8]}",
-                    task_queue_callbacks=f"callbacks-{uuid.uuid4().hex[:8]}", query_heartbeat_seconds=2.0)
+    return settings_on_store(request, tmp_path, temporal_env, payload_keyset, monkeypatch, query_heartbeat_seconds=2.0)
 
 
 @pytest.fixture

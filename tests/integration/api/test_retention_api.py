@@ -6,7 +6,6 @@ Time passes by moving the job's end (and then its tombstone's mark) back in the 
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,29 +15,16 @@ from dataapi.db import session_scope
 from dataapi.models import Job, RepoJob, as_utc
 from dataapi.settings import Settings
 from dataapi.storage.factory import store_from_settings
-from tests.support.data_api import bearer, execute, wait_job
+from tests.support.data_api import ON_EACH_STORE, bearer, execute, settings_on_store, wait_job
 from tests.support.jobs_api import CSV
-from tests.support.s3 import CREDENTIALS, new_bucket
 
 RETENTION, TOMBSTONE = 7 * 86_400.0, 30 * 86_400.0
 
 
-@pytest.fixture(params=[("sqlite", "local"), ("postgresql", "s3")], ids=["sqlite-local", "postgresql-s3"])
+@pytest.fixture(**ON_EACH_STORE)
 def stack_settings(request, tmp_path, temporal_env, payload_keyset, monkeypatch) -> Settings:
-    database, store = request.param
-    url = request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "pg_url"}[database])
-    artifact_store = ""
-    if store == "s3":
-        endpoint = request.getfixturevalue("s3_endpoint")
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["access_key"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["secret_key"])
-        artifact_store = f"s3://{new_bucket(endpoint)}/a?endpoint={endpoint}&region=us-east-1"
-    return Settings(var_dir=tmp_path / "var", database_url=url, payload_keyset=payload_keyset,
-                    artifact_store=artifact_store, result_retention_seconds=RETENTION,
-                    tombstone_retention_seconds=TOMBSTONE,
-                    temporal_address=temporal_env.client.service_client.config.target_host,
-                    task_queue_queries=f"queries-{uuid.uuid4().hex[:8]}",
-                    task_queue_callbacks=f"callbacks-{uuid.uuid4().hex[:8]}", query_heartbeat_seconds=2.0)
+    return settings_on_store(request, tmp_path, temporal_env, payload_keyset, monkeypatch, query_heartbeat_seconds=2.0,
+                             result_retention_seconds=RETENTION, tombstone_retention_seconds=TOMBSTONE)
 
 
 def _move_back(engine, model, job_id: str, field: str, seconds: float) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 from dataapi.db import alembic_config, make_engine, upgrade
+from tests.support.old_rows import old_company
 
 OURS = {"users", "console_sessions"}
 
@@ -37,9 +38,7 @@ def test_upgrade_matches_the_models_and_downgrades(empty_url):
     engine = make_engine(empty_url)
     try:
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO companies (slug, name, created_at) VALUES ('acme', 'acme', "
-                              "CURRENT_TIMESTAMP)"))
-            cid = conn.execute(text("SELECT id FROM companies WHERE slug = 'acme'")).scalar_one()
+            cid = old_company(conn)
             conn.execute(text("INSERT INTO users (company_id, name, kind, disabled, created_at) VALUES "
                               "(:c, 'ana', 'human', false, CURRENT_TIMESTAMP)"), {"c": cid})
         engine.dispose()

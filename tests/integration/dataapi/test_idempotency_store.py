@@ -40,13 +40,6 @@ def test_0012_adds_and_removes_the_key_columns(empty_url):
 
 
 @pytest.fixture
-def store(db_url):
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def owner(store):
     with session_scope(store) as s:
         company = identity.create_company(s, unique_slug())

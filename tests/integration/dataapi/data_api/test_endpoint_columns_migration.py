@@ -4,11 +4,12 @@ holds endpoints: they keep working, their columns unknown (NULL) until saved aga
 from __future__ import annotations
 
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 
 from dataapi.data_api.definitions import describe_endpoint
 from dataapi.data_api.endpoints import find_endpoint
 from dataapi.db import alembic_config, make_engine, session_scope, upgrade
+from tests.support.old_rows import old_company, old_endpoint
 
 
 def test_earlier_endpoints_have_unknown_columns(empty_url):
@@ -16,13 +17,8 @@ def test_earlier_endpoints_have_unknown_columns(empty_url):
     engine = make_engine(empty_url)
     try:
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO companies (slug, name, created_at) VALUES ('acme', 'acme', "
-                              "CURRENT_TIMESTAMP)"))
-            company_id = conn.execute(text("SELECT id FROM companies WHERE slug = 'acme'")).scalar_one()
-            conn.execute(text("INSERT INTO endpoints (company_id, namespace, slug, description, sql, parameters, "
-                              "execution_mode, max_rows, active, created_at, updated_at) VALUES (:c, 'default', "
-                              "'antigo', '', 'SELECT 1 AS x', '[]', 'sync', 10, true, CURRENT_TIMESTAMP, "
-                              "CURRENT_TIMESTAMP)"), {"c": company_id})
+            company_id = old_company(conn)
+            old_endpoint(conn, company_id)
         engine.dispose()
         upgrade(empty_url)
         assert "columns" in {c["name"] for c in inspect(engine).get_columns("endpoints")}

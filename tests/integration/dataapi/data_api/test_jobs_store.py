@@ -14,20 +14,13 @@ from dataapi.data_api.definitions import parse_definition, specs_of
 from dataapi.data_api.endpoints import executable_endpoint, upsert_endpoint
 from dataapi.data_api.jobs import create_job, finish_job
 from dataapi.data_api.share_contexts import create_share_context, effective_share_context
-from dataapi.db import make_engine, session_scope
+from dataapi.db import session_scope
 from dataapi.identity import service as identity
 from dataapi.models import Job
 from tests.conftest import unique_slug
 
 SQL = "SELECT $id AS id, $regiao AS regiao"
 PARAMS = [{"name": "id", "type": "integer", "required": True}, {"name": "regiao", "type": "string"}]
-
-
-@pytest.fixture
-def store(db_url):
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -11,19 +11,12 @@ import pytest
 from sqlmodel import select
 
 from dataapi import secrets
-from dataapi.db import make_engine, session_scope
+from dataapi.db import session_scope
 from dataapi.errors import InvalidDefinition, NotFound
 from dataapi.identity import service as identity
 from dataapi.identity.tokens import TokenService
 from dataapi.models import ApiKey, RefreshToken
 from tests.conftest import unique_slug
-
-
-@pytest.fixture
-def store(db_url):
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -16,15 +16,9 @@ from dataapi.identity import service as identity
 from dataapi.jobs_api import jobs, repositories
 from dataapi.models import RepoJob
 from tests.conftest import unique_slug
+from tests.support.old_rows import old_company
 
 CODE = {"files": {"main.py": "print(1)\n"}, "entry_point": "main.py"}
-
-
-@pytest.fixture
-def store(db_url):
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def _world(store) -> dict:
@@ -93,9 +87,7 @@ def test_migration_keeps_earlier_jobs_without_an_owner(empty_url):
     engine = make_engine(empty_url)
     try:
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO companies (slug, name, created_at) VALUES ('acme', 'acme', "
-                              "CURRENT_TIMESTAMP)"))
-            company_id = conn.execute(text("SELECT id FROM companies WHERE slug = 'acme'")).scalar_one()
+            company_id = old_company(conn)
             conn.execute(text("INSERT INTO repositories (company_id, repo_id, name, runner, code, default_params, "
                               "repo_metadata, created_at, updated_at) VALUES (:c, 'r', 'R', 'python', '{}', '{}', "
                               "'{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"c": company_id})
