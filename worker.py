@@ -52,6 +52,9 @@ def query_activities(settings: Settings, lane: SyncLane | None = None) -> QueryA
     )
 
 
+LOCAL_ACTIVITIES_PER_QUERY_WORKER = 4  # local activity slots per query_workers (sync_concurrency_per_company: 2)
+
+
 def build_query_worker(client: Client, settings: Settings, in_api: bool = False,
                        acts: QueryActivities | None = None) -> Worker:
     """Visualization-endpoint executions: sync and async share the queries task queue.
@@ -65,7 +68,10 @@ def build_query_worker(client: Client, settings: Settings, in_api: bool = False,
     return Worker(
         client, task_queue=settings.task_queue_queries, workflows=[QueryWorkflow],
         activities=[acts.run_query, acts.finish_failed],
-        max_concurrent_activities=settings.query_workers, max_concurrent_local_activities=settings.query_workers,
+        # A sync query's local activity mostly waits (for its turn at DuckDB's fair slots, for the store): many
+        # may wait at once, so that a company's calls in flight never leave another's without a slot.
+        max_concurrent_activities=settings.query_workers,
+        max_concurrent_local_activities=LOCAL_ACTIVITIES_PER_QUERY_WORKER * settings.query_workers,
         no_remote_activities=in_api, workflow_runner=temporal.QUERY_WORKFLOW_RUNNER,
         # QueryWorkflow's activations are short and never block (they await local activities and a child's
         # start): one thread runs them in turn, with the SDK's deadlock detection, instead of a pool of up to

@@ -21,8 +21,8 @@ defaults for one company; they are read with each sync, so a process applies a n
 interval (and the defaults until a company's first sync in that process).
 
 **Fairness** (``CompanySlots``): sync executions in flight per company, in one API process, are at most the
-company's bound (``sync_concurrency_per_company``; default ``query_workers`` minus 2, the query worker's
-activity slots less two that another company's call always finds). A call over it waits up to
+company's bound (``sync_concurrency_per_company``; default twice ``query_workers``, half of the query worker's
+local activity slots, so that another company's call always finds one). A call over it waits up to
 ``sync_queue_seconds`` for a turn, then is refused with 429, while other companies' calls run. It bounds what
 one API process starts; several API processes each allow the bound. The DuckDB slots themselves are shared
 fairly by ``dataapi.fair_slots``."""
@@ -87,7 +87,7 @@ def _pick(value: int | None, default: int) -> int:
 
 def default_limits(settings: Settings) -> Limits:
     return Limits(settings.rate_limit_per_company, settings.rate_limit_per_key,
-                  settings.sync_concurrency_per_company or max(1, settings.query_workers - 2))
+                  settings.sync_concurrency_per_company or 2 * settings.query_workers)
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     rate_limit_per_key: int = Field(default=0, ge=0)
     rate_limit_per_company: int = Field(default=0, ge=0)
     rate_limit_sync_seconds: float = Field(default=0.5, gt=0, le=10)
-    # Sync executions of one company in flight per API process; 0: query_workers minus 2 (at least 1). A call over
+    # Sync executions of one company in flight per API process; 0: twice query_workers. A call over
     # it waits up to sync_queue_seconds for a turn, then gets 429.
     sync_concurrency_per_company: int = Field(default=0, ge=0)
     sync_queue_seconds: float = Field(default=2.0, ge=0, le=60)

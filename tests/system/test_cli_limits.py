@@ -31,7 +31,7 @@ def test_show_set_and_reset_a_companys_limits(tmp_path):
     assert shown.stdout.splitlines() == [
         "requests per minute, the company's: no limit (default)",
         "requests per minute, each API key's: 60 (default)",
-        "sync executions in flight per API process: 6 (default)",  # the 8 query workers minus 2
+        "sync executions in flight per API process: 16 (default)",  # twice the 8 query workers
     ]
 
     set_ = run(tmp_path, "companies", "limits", "acme", "--key-requests-per-minute", "0", "--sync-concurrency", "2")
