@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     app.state.ctx = ctx
     app.state.openapi = openapi.build_document([m.OPENAPI for m in ROUTE_MODULES])
     app.add_middleware(DocumentedMethods, document=app.state.openapi)  # 405 and OPTIONS: the document's Allow
-    app.state.metrics = metrics.Metrics(ctx.engine)
+    app.state.metrics = metrics.Metrics(ctx.engine, ctx.sync_lane)
     # Outside DocumentedMethods, so that its 405 answers are counted under their route too.
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     return app

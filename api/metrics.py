@@ -1,5 +1,5 @@
-"""Prometheus metrics of the API: request latency by route, jobs by state (read from the store at scrape) and the
-result cache's hits, misses, evictions and bytes.
+"""Prometheus metrics of the API: request latency by route, jobs by state (read from the store at scrape), the
+result cache's hits, misses, evictions and bytes, and what the sync lane did.
 
 ``/metrics`` is closed by default: with a token (``DATAAPI_METRICS_TOKEN``, or var/metrics-token made by the embedded
 stack) it needs ``Authorization: Bearer <token>`` (what Prometheus sends with ``authorization.credentials``), else
@@ -28,6 +28,7 @@ from dataapi.data_api.cache import CacheStats
 from dataapi.errors import Forbidden, Unauthorized
 from dataapi.job_counts import jobs_by_state
 from dataapi.secrets import metrics_token
+from dataapi.sync import SyncLane
 
 __all__ = ["OPENAPI", "Metrics", "MetricsMiddleware", "routes"]
 
@@ -70,8 +71,28 @@ class ResultCacheMetrics:
                                 value=stats.max_bytes)
 
 
+class SyncLaneMetrics:
+    """What the sync fast lane of this process did (``dataapi.sync.LaneStats``): calls answered by the handoff or
+    through Temporal, and the prefetched queries adopted or stopped. Many ``fell_back`` or ``stopped`` mean the
+    queries run elsewhere (a thin API) or the adoption window is too short for this machine's load."""
+
+    COUNTERS = (("handed_off", "sync calls answered by the in-process handoff"),
+                ("fell_back", "sync calls answered by the workflow's result"),
+                ("prefetched", "queries started beside their workflow's start"),
+                ("adopted", "query activities that took over a waiting call's query"),
+                ("stopped", "prefetched queries nobody took over"))
+
+    def __init__(self, lane: SyncLane):
+        self.lane = lane
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, doc in self.COUNTERS:
+            yield CounterMetricFamily(f"dataapi_sync_lane_{name}", f"Sync lane: {doc}",
+                                      value=getattr(self.lane.stats, name))
+
+
 class Metrics:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, lane: SyncLane | None = None):
         self.registry = CollectorRegistry()
         self.latency = Histogram("dataapi_http_request_duration_seconds", "HTTP request latency",
                                  ["method", "route", "status"], registry=self.registry,
@@ -79,6 +100,8 @@ class Metrics:
         self.registry.register(JobsByState(engine))
         self.result_cache: CacheStats | None = None  # set by api.cache when the app's cache is made
         self.registry.register(ResultCacheMetrics(self))
+        if lane is not None:
+            self.registry.register(SyncLaneMetrics(lane))
 
 
 class MetricsMiddleware:

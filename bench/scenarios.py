@@ -93,10 +93,14 @@ async def queries(ctx: Context, baselines: list[str]) -> dict:
         ctx.log(f"  {query}: throughput at concurrency {plan.concurrency}, "
                 f"{plan.rounds} rounds x {plan.throughput_seconds:g} s per side")
         under_load = load.CpuLedger(ctx.stack.pids)
+        lane_before = await lane_metrics(ctx.client, ctx.stack.api)
         throughput = await load.throughput_rounds(targets, query, params, plan.rounds,
                                                   plan.concurrency, plan.throughput_seconds, under_load)
         everything.add(under_load)
+        lane = {k: v - lane_before.get(k, 0) for k, v in (await lane_metrics(ctx.client, ctx.stack.api)).items()}
+        ctx.log(f"  {query}: the sync lane at c{plan.concurrency}: " + ", ".join(f"{k} {v}" for k, v in lane.items()))
         out[query] = {
+            "c16_lane": lane,
             "rows": rows, "c1_ms": {side: _ms(s) for side, s in latency.items()},
             "c16_req_s": {side: t["req_per_s"] for side, t in throughput.items()},
             "c16_errors": {side: t["errors"] for side, t in throughput.items() if t["errors"]},
@@ -148,14 +152,23 @@ async def cached(ctx: Context, baselines: list[str]) -> dict:
 
 async def cache_metrics(client: httpx.AsyncClient, api: str) -> dict:
     """The API's result cache figures from its ``/metrics`` (hits, misses, evictions, bytes and their bound)."""
+    return await _metrics(client, api, "dataapi_result_cache_")
+
+
+async def lane_metrics(client: httpx.AsyncClient, api: str) -> dict:
+    """The API's sync lane counters from its ``/metrics`` (handed off, fell back, prefetched, adopted, stopped)."""
+    return await _metrics(client, api, "dataapi_sync_lane_")
+
+
+async def _metrics(client: httpx.AsyncClient, api: str, prefix: str) -> dict:
     r = await client.get(f"{api}/metrics")
     r.raise_for_status()
     out = {}
     for line in r.text.splitlines():
-        if line.startswith("dataapi_result_cache_"):
+        if line.startswith(prefix):
             name, _, value = line.partition(" ")
             if not name.endswith("_created"):
-                out[name.removeprefix("dataapi_result_cache_").removesuffix("_total")] = int(float(value))
+                out[name.removeprefix(prefix).removesuffix("_total")] = int(float(value))
     return out
 
 

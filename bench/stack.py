@@ -48,7 +48,7 @@ def env(settings: Settings, ca_bundle: Path, extra: dict[str, str] | None = None
         DATAAPI_CALLBACK_ALLOW_CIDRS='["127.0.0.0/8","::1/128"]', DATAAPI_CALLBACK_ALLOW_HOSTS='["localhost"]',
         DATAAPI_CALLBACK_CA_BUNDLE=str(ca_bundle),
         DATAAPI_UPLOAD_MAX_BYTES=str(settings.upload_max_bytes),
-        DATAAPI_METRICS_PUBLIC="true",  # loopback only: the run reads the result cache's bytes from /metrics
+        DATAAPI_METRICS_PUBLIC="true",  # loopback only: the run reads the result cache and the sync lane from /metrics
     )
     out.update(extra or {})
     return out

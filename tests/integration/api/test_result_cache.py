@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import uuid
 
 import httpx
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from activities.duck.versions import load_file
 from api.app import create_app
 from cli.demo import write_sales_csv
+from dataapi.data_api import service
 from dataapi.db import make_engine, session_scope
 from dataapi.models import CachedResult, Job
 from dataapi.settings import Settings
@@ -141,19 +143,32 @@ async def test_an_endpoint_change_makes_older_results_unreachable_at_once(cached
     assert (await call(api, token)).status_code == 404  # gone is gone, cached or not
 
 
-async def test_a_cached_endpoint_made_async_answers_as_async_at_once(cached_tenant, process):
-    """The process remembers the endpoint as a cached sync one (its calls prepare on the loop); the change is
-    still read by the next call, which writes its job row and answers 202."""
+@pytest.mark.parametrize("cache_seconds", [300, 0])
+async def test_a_sync_endpoint_made_async_answers_as_async_at_once(cached_tenant, process, monkeypatch,
+                                                                    cache_seconds):
+    """The process remembers the endpoint as a sync one, cached or not (its plain calls prepare on the loop); the
+    change is still read by the next call, whose preparation on the loop gives way before writing: the job row
+    is written on a worker thread, once, and the call answers 202."""
     _, api = process
+    cached_tenant.endpoint(slug="contagem", sql=COUNT_SQL, parameters=REGIAO, cache_seconds=cache_seconds)
     token = await cached_tenant.token()
     await call(api, token)
-    assert (await call(api, token)).json()["cached"] is True
+    assert (await call(api, token)).status_code == 200
     cached_tenant.endpoint(slug="contagem", sql=COUNT_SQL, parameters=REGIAO, execution_mode="async",
-                           cache_seconds=300)
+                           cache_seconds=cache_seconds)
+    loop_thread, rows_written_on = threading.get_ident(), []
+    create_job = service.jobs.create_job
+
+    def recording(*args, **kwargs):
+        rows_written_on.append(threading.get_ident())
+        return create_job(*args, **kwargs)
+
+    monkeypatch.setattr(service.jobs, "create_job", recording)
     before = job_count(cached_tenant)
     r = await call(api, token)
     assert r.status_code == 202, r.text
     assert job_count(cached_tenant) == before + 1
+    assert len(rows_written_on) == 1 and rows_written_on[0] != loop_thread
 
 
 async def test_share_contexts_and_permissions_come_before_the_cache(cached_tenant, process):
@@ -278,6 +293,10 @@ async def test_the_memory_tier_stays_within_its_bytes(tmp_path, db_url, temporal
         assert f"dataapi_result_cache_evictions_total {float(stats.evictions)}" in metrics
         assert f"dataapi_result_cache_bytes {float(stats.bytes)}" in metrics
         assert "dataapi_result_cache_max_bytes 1200.0" in metrics and "dataapi_result_cache_hits_total 1.0" in metrics
+        lane = app.state.ctx.sync_lane.stats  # the six executions, each answered by the in-process handoff
+        assert lane.handed_off == lane.prefetched == lane.adopted == 6 and lane.fell_back == lane.stopped == 0
+        for name in ("handed_off", "prefetched", "adopted", "fell_back", "stopped"):
+            assert f"dataapi_sync_lane_{name}_total {float(getattr(lane, name))}" in metrics
 
 
 async def test_two_api_processes_share_a_hit(tmp_path, db_url, temporal_env, payload_keyset):
