@@ -12,10 +12,11 @@ executes afresh and stores nothing, ``max-age=N`` accepts only a result at most 
 another format than JSON (``Accept``, ``?format=``) is never answered from the cache.
 
 ``plan`` is ``api.idempotency.plan`` with one shortcut: a plain call (no ``Idempotency-Key``, no ``Prefer``) of an
-endpoint this process last saw as a cached sync one, on a SQLite store with an idle pooled connection, prepares
-on the event loop instead of a worker thread. That preparation only reads (two indexed selects; WAL readers never
-wait for the writer), which costs less than the thread hop. Whatever the hint says, the preparation reads the
-endpoint afresh, so a changed endpoint is seen at once."""
+endpoint this process last saw as a sync one, cached or not, on a SQLite store with an idle pooled connection,
+prepares on the event loop instead of a worker thread. That preparation only reads (two indexed selects; WAL
+readers never wait for the writer), which costs less than the thread hop. Whatever the hint says, the
+preparation reads the endpoint afresh, so a changed endpoint is seen at once; one that became async (whose
+preparation writes its job row) is prepared again on a worker thread."""
 
 from __future__ import annotations
 
@@ -35,11 +36,12 @@ from api import idempotency
 from api.results import sync_answer
 from dataapi.data_api.cache import Entry, ResultCache, SharedTier, cache_key
 from dataapi.data_api.results import Format
+from dataapi.data_api.service import WouldWrite
 from dataapi.messages import QueryInput, QueryOutput
 from dataapi.statuses import QueryStatus
 
 log = logging.getLogger("dataapi.cache")
-HINTS = 4096  # endpoints remembered as cached sync ones (``plan``)
+HINTS = 4096  # endpoints remembered as sync ones (``plan``)
 
 
 def result_cache(app: Any) -> ResultCache:
@@ -62,14 +64,16 @@ async def plan(request: Request, namespace: str, slug: str, body: dict[str, Any]
     """The execution's plan (``api.idempotency.plan``), prepared on the loop when that is cheaper and safe."""
     key = (request.state.claims.company_id, namespace, slug)
     hints: dict[tuple[int, str, str], bool] = _hints(request.app)
+    made = None
     if hints.get(key) and _plain(request) and _idle_sqlite(request.app):
-        made = idempotency.Plan(inp=prepare())
-    else:
+        with contextlib.suppress(WouldWrite):  # it became async: its job row is written on a worker thread
+            made = idempotency.Plan(inp=prepare(read_only=True))
+    if made is None:
         made = await idempotency.plan(request, namespace, slug, body, prepare)
     if made.inp is not None and not made.keyed and made.wait is None:
         if len(hints) >= HINTS:
             hints.clear()
-        hints[key] = made.inp.cache_seconds > 0 and made.inp.deadline is not None
+        hints[key] = made.inp.deadline is not None  # a sync endpoint: its plain preparation only reads
     return made
 
 

@@ -71,11 +71,15 @@ async def execute(request: Request) -> Response:
         return cached.response
     client = await ctx.temporal()
 
+    # A sync execution's workflow sets its search attributes as its query ends (QueryInput.attributes_on_close).
+    attributes = None if inp.attributes_on_close else \
+        search_attributes(inp.company_slug, "query", endpoint=inp.endpoint, mode=inp.mode)
+
     async def start() -> Any:
         return await client.start_workflow(
             QueryWorkflow.run, inp, id=inp.job_id, task_queue=ctx.settings.task_queue_queries,
-            search_attributes=search_attributes(inp.company_slug, "query", endpoint=inp.endpoint, mode=inp.mode),
-            execution_timeout=timedelta(seconds=inp.timeout_seconds + 300), request_eager_start=True,
+            search_attributes=attributes, execution_timeout=timedelta(seconds=inp.timeout_seconds + 300),
+            request_eager_start=True,
             **plan.start_options)
 
     if inp.mode == ExecutionMode.ASYNC:

@@ -105,12 +105,17 @@ class FastJSONPlainPayloadConverter(JSONPlainPayloadConverter):
         return shape.build(obj)
 
 
+_CONVERTERS = tuple(FastJSONPlainPayloadConverter() if isinstance(c, JSONPlainPayloadConverter) else c
+                    for c in DefaultPayloadConverter.default_encoding_payload_converters)
+
+
 class PayloadConverter(CompositePayloadConverter):
-    """The default converters, with ``json/plain`` taking the short path for our messages."""
+    """The default converters, with ``json/plain`` taking the short path for our messages. The SDK makes one per
+    serialization context (several per workflow task): they share the same stateless converters, as the
+    default one does."""
 
     def __init__(self) -> None:
-        super().__init__(*(FastJSONPlainPayloadConverter() if isinstance(c, JSONPlainPayloadConverter) else c
-                           for c in DefaultPayloadConverter.default_encoding_payload_converters))
+        super().__init__(*_CONVERTERS)
 
 
 DATA_CONVERTER = dataclasses.replace(DataConverter.default, payload_converter_class=PayloadConverter)

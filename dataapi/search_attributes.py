@@ -3,7 +3,7 @@ and the one builder of a workflow's attributes. No PII: slugs and ids only."""
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
 
 SA_COMPANY = SearchAttributeKey.for_keyword("DataApiCompany")
 SA_KIND = SearchAttributeKey.for_keyword("DataApiKind")  # query | job | callback
@@ -21,3 +21,8 @@ def search_attributes(company_slug: str, kind: str, *, endpoint: str | None = No
         if value is not None:
             pairs.append(SearchAttributePair(key, value))
     return TypedSearchAttributes(pairs)
+
+
+def updates(attributes: TypedSearchAttributes) -> list[SearchAttributeUpdate]:
+    """The same attributes set from within a workflow (``workflow.upsert_search_attributes``)."""
+    return [pair.key.value_set(pair.value) for pair in attributes]

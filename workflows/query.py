@@ -22,7 +22,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.query_defs import FINISH_FAILED, RUN_QUERY
     from dataapi.messages import CallbackInput, FinishInput, QueryInput, QueryOutput
-    from dataapi.search_attributes import search_attributes
+    from dataapi.search_attributes import search_attributes, updates
     from dataapi.statuses import ExecutionMode, QueryStatus
     from workflows.callback import CallbackWorkflow
 
@@ -40,8 +40,10 @@ class QueryWorkflow:
         try:
             out = await self._query(inp)
         except asyncio.CancelledError:
+            _set_attributes(inp)
             await self._callback(inp)  # a cancelled async job reads as failed: its callback says so too
             raise
+        _set_attributes(inp)
         await self._callback(inp)
         if out.status != QueryStatus.COMPLETED:  # the job is recorded; the workflow shows the failure too
             raise ApplicationError(out.error or "Query execution failed", type=out.error_type, non_retryable=True)
@@ -91,6 +93,15 @@ class QueryWorkflow:
             await _record_failure(inp, error)
             return QueryOutput(status=QueryStatus.FAILED, error=error,
                                error_type="ExecutionTimeout" if timed_out else "InternalError")
+
+
+def _set_attributes(inp: QueryInput) -> None:
+    """A sync execution's search attributes, set as its query ends: in the workflow task that completes it, they
+    cost the dev server a fraction of what the same attributes cost on the start (docs/performance.md). A
+    running sync execution (at most the sync timeout) is found by its id or ``WorkflowType="QueryWorkflow"``."""
+    if inp.attributes_on_close:
+        workflow.upsert_search_attributes(
+            updates(search_attributes(inp.company_slug, "query", endpoint=inp.endpoint, mode=inp.mode)))
 
 
 async def _local_attempt(inp: QueryInput) -> QueryOutput:

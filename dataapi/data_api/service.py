@@ -62,6 +62,11 @@ class JobNotFound(NotFound):
         super().__init__("Job does not exist or does not belong to the endpoint")
 
 
+class WouldWrite(Exception):  # noqa: N818 - a signal, not an error
+    """A preparation asked to only read (``read_only``) would write the job row: the caller prepares again where
+    a write may wait for the store's writer."""
+
+
 class ExecutionTimeout(DomainError):
     status, code = 408, "EXECUTION_TIMEOUT"
 
@@ -91,12 +96,13 @@ def check_callback(url: Any, allow_cidrs: list[str], allow_hosts: list[str]) -> 
 
 def prepare_execution(conn: Connection, settings: Settings, caller: Caller, namespace: str, slug: str,
                       body: dict[str, Any], *, job_id: str | None = None, row: dict[str, Any] | None = None,
-                      respond_async: bool = False) -> QueryInput:
+                      respond_async: bool = False, read_only: bool = False) -> QueryInput:
     """Loads the endpoint, applies the caller's share context and binds the parameters; an async job's row is
     written here, before its workflow starts, so that polling never races the start. ``job_id`` and ``row``
     (extra columns; a sync job's row is then written here too) come from an Idempotency-Key
     (``dataapi.idempotency``); ``respond_async`` runs a sync endpoint as an async job (``Prefer:
-    respond-async``: the caller waits for it a while, then polls)."""
+    respond-async``: the caller waits for it a while, then polls). ``read_only`` (a preparation on the event loop)
+    raises ``WouldWrite`` instead of writing a job row."""
     check_body(body)
     endpoint = executable_endpoint(conn, caller.company_id, namespace, slug)
     if endpoint is None:
@@ -132,8 +138,11 @@ def prepare_execution(conn: Connection, settings: Settings, caller: Caller, name
         if endpoint.export_max_rows and not sync else 0,
         cache_seconds=endpoint.cache_seconds if sync else 0,  # async stays uncached (docs/decisions.md)
         continued=continued,
+        attributes_on_close=sync,
     )
     if not sync or row is not None:
+        if read_only:
+            raise WouldWrite()
         jobs.create_job(conn, id=inp.job_id, company_id=inp.company_id, endpoint_id=inp.endpoint_id,
                         mode=mode, parameters=json.dumps(params), callback_url=inp.callback_url,
                         user_id=inp.user_id, api_key_id=inp.api_key_id, **(row or {}))

@@ -152,8 +152,9 @@ class Stack:
             engine.dispose()
         assert stuck == [], f"jobs left processing: {stuck}"
 
-        # Temporal: every workflow of the tenant closed (sync executions caught by the fault included).
-        query = f'DataApiCompany="{self.tenant.slug}"'
+        # Temporal: every workflow of the tenant closed (sync executions caught by the fault included: a running
+        # one has no attributes yet, they are set as its query ends, so every running QueryWorkflow counts).
+        query = f'DataApiCompany="{self.tenant.slug}" OR (WorkflowType="QueryWorkflow" AND ExecutionStatus="Running")'
 
         async def all_closed():
             open_ = [w.id async for w in self.temporal.list_workflows(query)

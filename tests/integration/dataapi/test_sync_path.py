@@ -87,6 +87,16 @@ async def test_lifespan_runs_the_embedded_worker_and_sync_calls_take_the_fast_la
                     await asyncio.sleep(0.1)
                 else:
                     pytest.fail(f"workflow {wf.id} did not complete")
+            # Its search attributes, set as its query ended, let the operator filter it (docs/operations.md).
+            query = f"DataApiCompany = '{tenant.slug}' AND DataApiKind = 'query' AND DataApiMode = 'sync' " \
+                    "AND DataApiEndpoint = 'default/vendas-por-regiao'"
+            for _ in range(50):  # visibility follows the history within moments
+                found = [wf.id async for wf in temporal_env.client.list_workflows(query)]
+                if len(found) == 3:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"the sync executions are not found by their attributes: {found}")
     finally:
         gc.unfreeze()
         engine.dispose()

@@ -151,6 +151,39 @@ async def test_sync_cancelled_is_recorded(temporal_realtime, task_queue):
     assert_recorded_failure(acts, inp, "Execution cancelled")
 
 
+def attributes(described) -> dict[str, str]:
+    return {pair.key.name: pair.value for pair in described.typed_search_attributes}
+
+
+SYNC_ATTRIBUTES = {"DataApiCompany": "acme", "DataApiKind": "query", "DataApiEndpoint": "default/monthly",
+                   "DataApiMode": "sync"}
+
+
+@pytest.mark.parametrize("output", [COMPLETED, QUERY_FAILED])
+async def test_sync_attributes_set_as_the_query_ends(temporal_realtime, task_queue, output):
+    """Started without search attributes, a sync execution carries them once closed, whatever its outcome."""
+    acts, inp = Activities(local=Script(output)), query(attributes_on_close=True)
+    async with acts.worker(temporal_realtime, task_queue):
+        handle = await temporal_realtime.start_workflow(QueryWorkflow.run, inp, id=inp.job_id, task_queue=task_queue)
+        await outcome(handle)
+    assert attributes(await handle.describe()) == SYNC_ATTRIBUTES
+
+
+async def test_sync_attributes_set_when_cancelled(temporal_realtime, task_queue):
+    acts, inp = Activities(local=Script(HANG)), query(attributes_on_close=True)
+    handle, _ = await cancelled_while_running(temporal_realtime, task_queue, acts, inp, acts.local)
+    assert attributes(await handle.describe()) == SYNC_ATTRIBUTES
+
+
+async def test_inputs_from_before_set_no_attributes(temporal_realtime, task_queue):
+    """An input without ``attributes_on_close`` (written before it existed) runs as it ran then: its attributes
+    came with its start, the workflow sets none (tests/histories replay those runs)."""
+    acts, inp = Activities(), query()
+    assert await run(temporal_realtime, task_queue, acts, inp) == COMPLETED
+    handle = temporal_realtime.get_workflow_handle(inp.job_id)
+    assert attributes(await handle.describe()) == {}
+
+
 # --- async: a local attempt within a budget, then a regular activity ----------------------------------------
 
 async def test_async_local_attempt_completes(temporal, task_queue):
