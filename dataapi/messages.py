@@ -35,9 +35,10 @@ class QueryInput:
     rows_limit: int = 0  # async export endpoints: the most rows stored (export_max_rows); else max_rows
     cache_seconds: int = 0  # sync: how long the result cache may answer with this result (0: not cached)
     continued: bool = False  # a sync endpoint run as an async job (Prefer: respond-async): the async limit
-    # Started without search attributes: the workflow sets them as its query ends (sync executions; see
-    # workflows/query.py). False in inputs from before this field: their workflows replay as they ran.
-    attributes_on_close: bool = False
+    # Sync executions start without search attributes; the workflow sets them as its query ends: on every one
+    # ("all") or on those that did not complete ("failures"), as DATAAPI_SYNC_SEARCH_ATTRIBUTES says. Empty in
+    # inputs from before this field (attributes on the start): their workflows replay as they ran.
+    attributes_on_close: str = ""
 
 
 @dataclass

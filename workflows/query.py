@@ -40,10 +40,10 @@ class QueryWorkflow:
         try:
             out = await self._query(inp)
         except asyncio.CancelledError:
-            _set_attributes(inp)
+            _set_attributes(inp, completed=False)
             await self._callback(inp)  # a cancelled async job reads as failed: its callback says so too
             raise
-        _set_attributes(inp)
+        _set_attributes(inp, completed=out.status == QueryStatus.COMPLETED)
         await self._callback(inp)
         if out.status != QueryStatus.COMPLETED:  # the job is recorded; the workflow shows the failure too
             raise ApplicationError(out.error or "Query execution failed", type=out.error_type, non_retryable=True)
@@ -95,11 +95,12 @@ class QueryWorkflow:
                                error_type="ExecutionTimeout" if timed_out else "InternalError")
 
 
-def _set_attributes(inp: QueryInput) -> None:
-    """A sync execution's search attributes, set as its query ends: in the workflow task that completes it, they
-    cost the dev server a fraction of what the same attributes cost on the start (docs/performance.md). A
-    running sync execution (at most the sync timeout) is found by its id or ``WorkflowType="QueryWorkflow"``."""
-    if inp.attributes_on_close:
+def _set_attributes(inp: QueryInput, *, completed: bool) -> None:
+    """A sync execution's search attributes, set as its query ends (on every one, or on those that did not
+    complete: ``inp.attributes_on_close``). In the workflow task that completes it they cost the dev server about
+    half of what they cost on the start (docs/performance.md). A running sync execution (at most the sync
+    timeout) is found by its id or ``WorkflowType="QueryWorkflow"``."""
+    if inp.attributes_on_close == "all" or (inp.attributes_on_close == "failures" and not completed):
         workflow.upsert_search_attributes(
             updates(search_attributes(inp.company_slug, "query", endpoint=inp.endpoint, mode=inp.mode)))
 

@@ -138,7 +138,7 @@ def prepare_execution(conn: Connection, settings: Settings, caller: Caller, name
         if endpoint.export_max_rows and not sync else 0,
         cache_seconds=endpoint.cache_seconds if sync else 0,  # async stays uncached (docs/decisions.md)
         continued=continued,
-        attributes_on_close=sync,
+        attributes_on_close=settings.sync_search_attributes if sync else "",
     )
     if not sync or row is not None:
         if read_only:

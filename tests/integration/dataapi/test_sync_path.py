@@ -47,11 +47,13 @@ def duckdb_runs(monkeypatch) -> list[str]:
     return runs
 
 
+@pytest.mark.parametrize("attributes", ["failures", "all"])
 async def test_lifespan_runs_the_embedded_worker_and_sync_calls_take_the_fast_lane(stack_settings, temporal_env,
-                                                                                   duckdb_runs):
+                                                                                   duckdb_runs, attributes):
     """No client given: the app connects its own (lazily at first), and its lifespan starts the query worker on
     a connected client. No other worker polls this task queue, so every answer comes from the embedded one.
     Served as ``dataapi api`` serves it: once the worker is built, the heap is set aside (dataapi.heap)."""
+    stack_settings = stack_settings.model_copy(update={"sync_search_attributes": attributes})
     engine = make_engine(stack_settings.resolved_database_url)
     app = create_app(stack_settings, engine, settle_heap=True, query_worker=embedded_query_worker)
     gc.unfreeze()
@@ -87,16 +89,24 @@ async def test_lifespan_runs_the_embedded_worker_and_sync_calls_take_the_fast_la
                     await asyncio.sleep(0.1)
                 else:
                     pytest.fail(f"workflow {wf.id} did not complete")
-            # Its search attributes, set as its query ended, let the operator filter it (docs/operations.md).
-            query = f"DataApiCompany = '{tenant.slug}' AND DataApiKind = 'query' AND DataApiMode = 'sync' " \
-                    "AND DataApiEndpoint = 'default/vendas-por-regiao'"
+            # Search attributes, set as the query ends, let the operator filter the failures, and with "all" the
+            # completed executions too (DATAAPI_SYNC_SEARCH_ATTRIBUTES, docs/operations.md).
+            tenant.endpoint(slug="quebrado", sql="SELECT * FROM tabela_que_nao_existe")
+            assert (await execute(api, token, "default/quebrado", {})).status_code == 500
+
+            async def filtered(endpoint: str) -> list[str]:
+                return [wf.id async for wf in temporal_env.client.list_workflows(
+                    f"DataApiCompany = '{tenant.slug}' AND DataApiKind = 'query' AND DataApiMode = 'sync' "
+                    f"AND DataApiEndpoint = '{endpoint}'")]
+
+            expected = {"default/quebrado": 1, "default/vendas-por-regiao": 3 if attributes == "all" else 0}
             for _ in range(50):  # visibility follows the history within moments
-                found = [wf.id async for wf in temporal_env.client.list_workflows(query)]
-                if len(found) == 3:
+                found = {endpoint: len(await filtered(endpoint)) for endpoint in expected}
+                if found == expected:
                     break
                 await asyncio.sleep(0.1)
             else:
-                pytest.fail(f"the sync executions are not found by their attributes: {found}")
+                pytest.fail(f"sync executions found by their attributes: {found}, expected {expected}")
     finally:
         gc.unfreeze()
         engine.dispose()

@@ -159,18 +159,22 @@ SYNC_ATTRIBUTES = {"DataApiCompany": "acme", "DataApiKind": "query", "DataApiEnd
                    "DataApiMode": "sync"}
 
 
-@pytest.mark.parametrize("output", [COMPLETED, QUERY_FAILED])
-async def test_sync_attributes_set_as_the_query_ends(temporal_realtime, task_queue, output):
-    """Started without search attributes, a sync execution carries them once closed, whatever its outcome."""
-    acts, inp = Activities(local=Script(output)), query(attributes_on_close=True)
+@pytest.mark.parametrize(("mode", "output", "expected"), [
+    ("all", COMPLETED, SYNC_ATTRIBUTES), ("all", QUERY_FAILED, SYNC_ATTRIBUTES),
+    ("failures", COMPLETED, {}), ("failures", QUERY_FAILED, SYNC_ATTRIBUTES)])
+async def test_sync_attributes_set_as_the_query_ends(temporal_realtime, task_queue, mode, output, expected):
+    """Started without search attributes, a sync execution carries them once closed: every one ("all"), or one
+    that did not complete ("failures", DATAAPI_SYNC_SEARCH_ATTRIBUTES' default)."""
+    acts, inp = Activities(local=Script(output)), query(attributes_on_close=mode)
     async with acts.worker(temporal_realtime, task_queue):
         handle = await temporal_realtime.start_workflow(QueryWorkflow.run, inp, id=inp.job_id, task_queue=task_queue)
         await outcome(handle)
-    assert attributes(await handle.describe()) == SYNC_ATTRIBUTES
+    assert attributes(await handle.describe()) == expected
 
 
-async def test_sync_attributes_set_when_cancelled(temporal_realtime, task_queue):
-    acts, inp = Activities(local=Script(HANG)), query(attributes_on_close=True)
+@pytest.mark.parametrize("mode", ["all", "failures"])
+async def test_sync_attributes_set_when_cancelled(temporal_realtime, task_queue, mode):
+    acts, inp = Activities(local=Script(HANG)), query(attributes_on_close=mode)
     handle, _ = await cancelled_while_running(temporal_realtime, task_queue, acts, inp, acts.local)
     assert attributes(await handle.describe()) == SYNC_ATTRIBUTES
 
