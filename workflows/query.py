@@ -96,10 +96,10 @@ class QueryWorkflow:
 
 
 def _set_attributes(inp: QueryInput, *, completed: bool) -> None:
-    """A sync execution's search attributes, set as its query ends (on every one, or on those that did not
-    complete: ``inp.attributes_on_close``). In the workflow task that completes it they cost the dev server about
-    half of what they cost on the start (docs/performance.md). A running sync execution (at most the sync
-    timeout) is found by its id or ``WorkflowType="QueryWorkflow"``."""
+    """A sync execution's search attributes, set as its query ends, when its outcome is known: on every one, or
+    on those that did not complete (``inp.attributes_on_close``; about 1 ms of the dev server's CPU per workflow
+    that carries them, docs/decisions.md). A running sync execution (at most the sync timeout) is found by its
+    id or ``WorkflowType="QueryWorkflow"``."""
     if inp.attributes_on_close == "all" or (inp.attributes_on_close == "failures" and not completed):
         workflow.upsert_search_attributes(
             updates(search_attributes(inp.company_slug, "query", endpoint=inp.endpoint, mode=inp.mode)))

@@ -1,0 +1,142 @@
+"""``python -m bench.attributes [--workflows 300] [--rounds 6]``: what search attributes cost the Temporal server.
+
+The same minimal workflow as the durable baseline (eagerly started, one local activity), on a dev server of its
+own started as the project starts it (the project's search attributes and SQLite pragmas), by 16 clients at
+once, in alternating rounds of each variant: no attributes, the four of a query on the start (what every sync
+call once did), the same four set by the workflow as it ends (``DATAAPI_SYNC_SEARCH_ATTRIBUTES=all``), and an
+execution timeout alone. Prints the server's CPU per workflow (``utime + stime`` of its process, ms) for each
+round and each variant's median. ``docs/performance.md`` and ``docs/decisions.md`` read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from bench.procs import free_port
+from cli.dev import temporal_binary
+from dataapi.temporal import dev_server_flags
+
+ATTRIBUTES = TypedSearchAttributes([
+    SearchAttributePair(SearchAttributeKey.for_keyword(name), value)
+    for name, value in (("DataApiCompany", "bench"), ("DataApiKind", "query"), ("DataApiEndpoint", "bench/point"),
+                        ("DataApiMode", "sync"))])
+# variant -> (start options, whether the workflow sets the attributes as it ends)
+VARIANTS: dict[str, tuple[dict, bool]] = {
+    "none": ({}, False),
+    "on the start": ({"search_attributes": ATTRIBUTES}, False),
+    "at the end": ({}, True),
+    "timeout only": ({"execution_timeout": timedelta(seconds=360)}, False),
+}
+CONCURRENCY = 16
+
+
+@activity.defn(name="attributes_echo")
+async def echo(value: str) -> str:
+    return value
+
+
+@workflow.defn(name="AttributesProbe")
+class Probe:
+    @workflow.run
+    async def run(self, at_the_end: bool) -> str:
+        out = await workflow.execute_local_activity(echo, "x" * 200, start_to_close_timeout=timedelta(seconds=10))
+        if at_the_end:
+            workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in ATTRIBUTES])
+        return out
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _connect(address: str, within: float = 60.0) -> Client:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            client = await Client.connect(address)
+            await client.service_client.check_health()
+            return client
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+
+
+async def _workflows(client: Client, queue: str, variant: str, n: int) -> None:
+    """``n`` workflows of ``variant``, ``CONCURRENCY`` at a time."""
+    options, at_the_end = VARIANTS[variant]
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one() -> None:
+        async with gate:
+            handle = await client.start_workflow(Probe.run, at_the_end, id=uuid.uuid4().hex, task_queue=queue,
+                                                 request_eager_start=True, **options)
+            await handle.result()
+
+    await asyncio.gather(*(one() for _ in range(n)))
+
+
+async def _rounds(address: str, pid: int, workflows: int, rounds: int, log) -> dict[str, list[float]]:
+    per_workflow: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    client = await _connect(address)
+    queue = f"attributes-{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(max_workers=1) as activations:
+        async with Worker(client, task_queue=queue, workflows=[Probe], activities=[echo],
+                          workflow_runner=UnsandboxedWorkflowRunner(), workflow_task_executor=activations):
+            for round_ in range(rounds):
+                for name in VARIANTS:
+                    await _workflows(client, queue, name, CONCURRENCY)  # warm
+                    before = cpu_seconds(pid)
+                    await _workflows(client, queue, name, workflows)
+                    ms = (cpu_seconds(pid) - before) * 1000 / workflows
+                    per_workflow[name].append(ms)
+                    log(f"round {round_ + 1}: {name:13s} {ms:6.2f} ms of server CPU per workflow")
+    return per_workflow
+
+
+def measure(workflows: int, rounds: int, log=print) -> dict[str, float]:
+    """Each variant's median server CPU per workflow (ms) over ``rounds`` alternating rounds."""
+    work = Path(tempfile.mkdtemp(prefix="dataapi-attributes-"))
+    host, port = "127.0.0.1", str(free_port())
+    server = subprocess.Popen(  # noqa: S603 - the project's own dev server binary
+        [temporal_binary(), "server", "start-dev", "--db-filename", str(work / "temporal.db"), "--ip", host,
+         "--port", port, "--headless", "--log-level", "error", *dev_server_flags()],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        per_workflow = asyncio.run(_rounds(f"{host}:{port}", server.pid, workflows, rounds, log))
+    finally:
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+    return {name: round(statistics.median(values), 2) for name, values in per_workflow.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.attributes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workflows", type=int, default=300, help="workflows per variant and round")
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args(argv)
+    medians = measure(args.workflows, args.rounds)
+    for name, ms in medians.items():
+        print(f"median {name:13s} {ms:6.2f} ms of server CPU per workflow")
+
+
+if __name__ == "__main__":
+    main()
