@@ -24,17 +24,15 @@ from pathlib import Path
 
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.procs import free_port
-from cli.dev import temporal_binary
+from cli.dev import temporal_binary, wait_for_temporal
+from dataapi.search_attributes import search_attributes, updates
+from dataapi.settings import Settings
 from dataapi.temporal import dev_server_flags
 
-ATTRIBUTES = TypedSearchAttributes([
-    SearchAttributePair(SearchAttributeKey.for_keyword(name), value)
-    for name, value in (("DataApiCompany", "bench"), ("DataApiKind", "query"), ("DataApiEndpoint", "bench/point"),
-                        ("DataApiMode", "sync"))])
+ATTRIBUTES = search_attributes("bench", "query", endpoint="bench/point", mode="sync")  # a sync query's four
 # variant -> (start options, whether the workflow sets the attributes as it ends)
 VARIANTS: dict[str, tuple[dict, bool]] = {
     "none": ({}, False),
@@ -56,26 +54,13 @@ class Probe:
     async def run(self, at_the_end: bool) -> str:
         out = await workflow.execute_local_activity(echo, "x" * 200, start_to_close_timeout=timedelta(seconds=10))
         if at_the_end:
-            workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in ATTRIBUTES])
+            workflow.upsert_search_attributes(updates(ATTRIBUTES))
         return out
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _connect(address: str, within: float = 60.0) -> Client:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        try:
-            client = await Client.connect(address)
-            await client.service_client.check_health()
-            return client
-        except Exception:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.3)
 
 
 async def _workflows(client: Client, queue: str, variant: str, n: int) -> None:
@@ -92,9 +77,12 @@ async def _workflows(client: Client, queue: str, variant: str, n: int) -> None:
     await asyncio.gather(*(one() for _ in range(n)))
 
 
-async def _rounds(address: str, pid: int, workflows: int, rounds: int, log) -> dict[str, list[float]]:
+async def _rounds(settings: Settings, server: subprocess.Popen, workflows: int, rounds: int,
+                  log) -> dict[str, list[float]]:
+    await wait_for_temporal(settings, within=60, going=lambda: server.poll() is None)
     per_workflow: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    client = await _connect(address)
+    client = await Client.connect(settings.temporal_address)  # the SDK's converter, as the durable baseline's
+    pid = server.pid
     queue = f"attributes-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(max_workers=1) as activations:
         async with Worker(client, task_queue=queue, workflows=[Probe], activities=[echo],
@@ -119,7 +107,8 @@ def measure(workflows: int, rounds: int, log=print) -> dict[str, float]:
          "--port", port, "--headless", "--log-level", "error", *dev_server_flags()],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        per_workflow = asyncio.run(_rounds(f"{host}:{port}", server.pid, workflows, rounds, log))
+        settings = Settings(var_dir=work / "var", temporal_address=f"{host}:{port}")
+        per_workflow = asyncio.run(_rounds(settings, server, workflows, rounds, log))
     finally:
         server.terminate()
         server.wait(30)
