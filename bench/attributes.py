@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from bench.procs import free_port
+from bench.procs import cpu_seconds, free_port
 from cli.dev import temporal_binary, wait_for_temporal
 from dataapi.search_attributes import search_attributes, updates
 from dataapi.settings import Settings
@@ -58,11 +57,6 @@ class Probe:
         return out
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _workflows(client: Client, queue: str, variant: str, n: int) -> None:
     """``n`` workflows of ``variant``, ``CONCURRENCY`` at a time."""
     options, at_the_end = VARIANTS[variant]
@@ -82,7 +76,12 @@ async def _rounds(settings: Settings, server: subprocess.Popen, workflows: int, 
     await wait_for_temporal(settings, within=60, going=lambda: server.poll() is None)
     per_workflow: dict[str, list[float]] = {name: [] for name in VARIANTS}
     client = await Client.connect(settings.temporal_address)  # the SDK's converter, as the durable baseline's
-    pid = server.pid
+
+    def server_cpu() -> float:
+        seconds = cpu_seconds(server.pid)
+        if seconds is None:
+            raise RuntimeError("the dev server exited during the measurement")
+        return seconds
     queue = f"attributes-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(max_workers=1) as activations:
         async with Worker(client, task_queue=queue, workflows=[Probe], activities=[echo],
@@ -90,9 +89,9 @@ async def _rounds(settings: Settings, server: subprocess.Popen, workflows: int, 
             for round_ in range(rounds):
                 for name in VARIANTS:
                     await _workflows(client, queue, name, CONCURRENCY)  # warm
-                    before = cpu_seconds(pid)
+                    before = server_cpu()
                     await _workflows(client, queue, name, workflows)
-                    ms = (cpu_seconds(pid) - before) * 1000 / workflows
+                    ms = (server_cpu() - before) * 1000 / workflows
                     per_workflow[name].append(ms)
                     log(f"round {round_ + 1}: {name:13s} {ms:6.2f} ms of server CPU per workflow")
     return per_workflow
